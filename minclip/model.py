@@ -1,0 +1,119 @@
+"""CLIP: an image tower and a text tower that map into one embedding space (Radford et al. 2021, Fig. 3).
+
+    I_e = normalize(image_encoder(images))      (B, E)
+    T_e = normalize(text_encoder(tokens))       (B, E)
+    logits = exp(t) * I_e @ T_e.T               (B, B): cosine similarities times a learned scale
+
+Training pushes the diagonal (the true pairs) up and everything else down (minclip/loss.py).
+"""
+import math
+from typing import NamedTuple
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .config import CLIPConfig
+from .encoders.resnet import ModifiedResNet
+from .encoders.text import TextTransformer
+from .encoders.vit import VisionTransformer
+
+MAX_LOGIT_SCALE = math.log(100)  # CLIP §2.5: the scale is clipped at 100 to prevent training instability
+
+
+class CLIPOutput(NamedTuple):
+    image_embeds: torch.Tensor  # (B, E), L2-normalised
+    text_embeds: torch.Tensor   # (B, E), L2-normalised
+    logit_scale: torch.Tensor   # scalar, exp(t) clamped to <= 100
+
+
+def build_vision(config: CLIPConfig) -> nn.Module:
+    v, q = config.vision, config.quick_gelu
+    if v.kind == "vit":
+        return VisionTransformer(v.image_size, v.patch_size, v.width, v.layers, v.heads, config.embed_dim,
+                                 v.mlp_ratio, q, v.patch_dropout)
+    if v.kind == "resnet":
+        return ModifiedResNet(v.layers, config.embed_dim, v.heads, v.image_size, v.width)
+    if v.kind == "timm":
+        from .encoders.timm_backbone import TimmVision
+        return TimmVision(v.timm_name, config.embed_dim, v.image_size)
+    raise ValueError(f"unknown vision kind {v.kind!r}; use 'vit', 'resnet' or 'timm'")
+
+
+def check_images(images, image_size: int) -> None:
+    """Raise a clear error for anything that is not a non-empty float batch (B, 3, image_size, image_size)."""
+    if not isinstance(images, torch.Tensor):
+        raise TypeError(f"images must be a torch.Tensor (B, 3, H, W), got {type(images).__name__}")
+    if not images.is_floating_point():
+        raise TypeError(f"images have dtype {images.dtype}; the model takes normalised floats: "
+                        f"pass uint8 images through `preprocess` first (model, tokenizer, preprocess = minclip.load(...))")
+    if images.ndim != 4 or images.shape[1] != 3:
+        raise ValueError(f"images must have shape (B, 3, H, W), got {tuple(images.shape)}; "
+                         f"grayscale images need their channel repeated 3 times")
+    if images.shape[0] == 0:
+        raise ValueError("empty batch: images has 0 rows")
+    if images.shape[-2:] != (image_size, image_size):
+        raise ValueError(f"images are {tuple(images.shape[-2:])} pixels but this model takes "
+                         f"{image_size}x{image_size}; resize them (minclip.data.transforms.clip_preprocess does)")
+
+
+def check_tokens(tokens, vocab_size: int, context_length: int) -> None:
+    """Raise a clear error for anything that is not a non-empty (B, L) integer batch of valid token ids."""
+    if not isinstance(tokens, torch.Tensor) or tokens.is_floating_point() or tokens.dtype == torch.bool:
+        raise TypeError(f"tokens must be an integer tensor (B, L) from the tokenizer, got "
+                        f"{getattr(tokens, 'dtype', type(tokens).__name__)}")
+    if tokens.ndim != 2 or tokens.shape[0] == 0:
+        raise ValueError(f"tokens must have shape (B, L) with B > 0, got {tuple(tokens.shape)}")
+    if tokens.shape[1] > context_length:
+        raise ValueError(f"tokens have length {tokens.shape[1]} but the context is {context_length}; "
+                         f"tokenize with context_length={context_length}")
+    lo, hi = int(tokens.min()), int(tokens.max())
+    if lo < 0 or hi >= vocab_size:
+        raise ValueError(f"token ids range over [{lo}, {hi}] but the vocabulary has {vocab_size} ids; "
+                         f"use the tokenizer this model was trained with")
+
+
+class CLIP(nn.Module):
+    def __init__(self, config: CLIPConfig):
+        super().__init__()
+        self.config = config
+        t = config.text
+        self.visual = build_vision(config)
+        self.text = TextTransformer(t.vocab_size, t.context_length, t.width, t.layers, t.heads, config.embed_dim,
+                                    t.mlp_ratio, config.quick_gelu)
+        # t in the paper: the log of the inverse temperature, learned (§2.5)
+        self.logit_scale = nn.Parameter(torch.tensor(config.init_logit_scale))
+
+    @property
+    def context_length(self) -> int:
+        return self.config.text.context_length
+
+    @property
+    def embed_dim(self) -> int:
+        return self.config.embed_dim
+
+    def encode_image(self, images, normalize: bool = True):
+        """images (B, 3, H, W) float, preprocessed -> (B, E) embeddings, L2-normalised unless normalize=False."""
+        check_images(images, self.config.vision.image_size)
+        x = self.visual(images)  # (B, E)
+        return F.normalize(x, dim=-1) if normalize else x
+
+    def encode_text(self, tokens, normalize: bool = True):
+        """tokens (B, L) int64 -> (B, E) embeddings, L2-normalised unless normalize=False."""
+        check_tokens(tokens, self.config.text.vocab_size, self.context_length)
+        x = self.text(tokens)  # (B, E)
+        return F.normalize(x, dim=-1) if normalize else x
+
+    def forward(self, images, tokens) -> CLIPOutput:
+        """images (B, 3, H, W), tokens (B, L) -> CLIPOutput(image_embeds (B, E), text_embeds (B, E), logit_scale).
+
+        The logits of Fig. 3 are `logit_scale * image_embeds @ text_embeds.T`, (B, B); minclip.clip_loss takes it
+        from here.
+        """
+        return CLIPOutput(self.encode_image(images), self.encode_text(tokens),
+                          self.logit_scale.exp().clamp(max=100.0))
+
+    @torch.no_grad()
+    def clamp_logit_scale(self) -> None:
+        """Keep t in [0, ln 100]; the trainer calls this after every optimiser step, as open_clip does (§2.5)."""
+        self.logit_scale.clamp_(0, MAX_LOGIT_SCALE)
