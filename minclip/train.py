@@ -1,0 +1,296 @@
+"""Pre-train CLIP: `python -m minclip.train --preset tiny --data shapeworld --minutes 3 --out runs/demo`.
+
+One step: a batch of (image, caption) pairs -> CLIP.forward -> clip_loss -> backward -> AdamW -> clamp the
+temperature (CLIP §2.5). Multi-GPU: `torchrun --nproc_per_node 8 -m minclip.train ...`; each rank encodes its share
+of the batch and the loss sees all of it through gather-with-grad (minclip/loss.py).
+"""
+import argparse
+import copy
+import json
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import torch
+
+from . import checkpoint
+from .config import CLIPConfig
+from .loss import clip_loss, distributed_clip_loss
+from .model import CLIP
+from .optim import adamw, warmup_cosine
+from .pairs import PairSource, make_tokenizer
+from .data.transforms import clip_preprocess
+from .parallel import Parallel
+
+
+def arg(default, help):
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass
+class TrainConfig:
+    preset: str = arg("tiny", "model preset: " + ", ".join(CLIPConfig.presets()))
+    data: str = arg("shapeworld", "'shapeworld' (offline, rendered on the fly) or 'csv' (an image-caption CSV)")
+    csv: str = arg("", "--data csv: a CSV/TSV file with (path, caption) rows")
+    image_root: str = arg("", "--data csv: the folder image paths are relative to")
+    domains: str = arg("", "--data shapeworld: comma-separated domains to train on (default: ShapeWorld's mix)")
+    steps: int = arg(0, "optimiser steps (give --steps or --minutes)")
+    minutes: float = arg(0.0, "training budget in minutes: timed on the first steps, then fixed as --steps")
+    batch_size: int = arg(256, "pairs per step across all ranks: the contrastive batch (paper: 32,768)")
+    lr: float = arg(0.0, "peak learning rate (0 = the preset's default: 3e-3 tiny, 1e-3 small, 5e-4 else)")
+    warmup: int = arg(100, "linear warm-up steps (paper: 2,000 at 32 epochs)")
+    weight_decay: float = arg(0.2, "AdamW decoupled weight decay on weight matrices (paper: 0.2)")
+    beta2: float = arg(0.0, "Adam beta2 (0 = 0.98 for ViTs, 0.999 for ResNets, as the paper)")
+    eps: float = arg(0.0, "Adam eps (0 = 1e-6 for ViTs, 1e-8 for ResNets)")
+    grad_clip: float = arg(1.0, "clip the gradient norm to this (0 = off)")
+    amp: str = arg("none", "mixed precision: none, bf16 (CPU or GPU) or fp16 (GPU, with a GradScaler)")
+    accum_steps: int = arg(1, "encode the batch in this many chunks (GradCache: the loss still sees the whole batch)")
+    compile: bool = arg(False, "torch.compile both towers")
+    patch_dropout: float = arg(0.0, "FLIP: fraction of image patches dropped while training (e.g. 0.5)")
+    seed: int = arg(0, "seeds the model init, the data stream and every random draw")
+    out: str = arg("runs/clip", "run folder: config.json, metrics.jsonl, checkpoint.pt, zeroshot.json")
+    resume: bool = arg(False, "continue from OUT/checkpoint.pt (bit-identical on CPU)")
+    save_every: int = arg(50, "write the checkpoint every this many steps (atomically)")
+    log_every: int = arg(10, "append to metrics.jsonl every this many steps")
+    eval_every: int = arg(0, "zero-shot evaluation on held-out ShapeWorld images every this many steps (0 = 4 times)")
+    tensorboard: bool = arg(False, "also log to OUT/tensorboard")
+    device: str = arg("auto", "auto, cpu, cuda, cuda:1, mps ...")
+    quiet: bool = arg(False, "no progress bar (metrics.jsonl is still written)")
+
+    def check(self) -> None:
+        """Refuse bad values before any work starts, naming the flag and the fix."""
+        def need(ok, msg):
+            if not ok:
+                raise ValueError(msg)
+        need(self.preset in CLIPConfig.presets(), f"--preset {self.preset!r} is unknown; choose one of {CLIPConfig.presets()}")
+        need(self.data in ("shapeworld", "csv"), f"--data {self.data!r} is unknown; use shapeworld or csv")
+        need(self.data != "csv" or Path(self.csv).is_file(), f"--data csv needs --csv FILE; {self.csv!r} is not a file")
+        need((self.steps > 0) != (self.minutes > 0) or self.resume,
+             f"give exactly one of --steps N or --minutes M (got steps={self.steps}, minutes={self.minutes})")
+        need(self.steps >= 0 and self.minutes >= 0, "--steps and --minutes must not be negative")
+        need(self.batch_size >= 2, f"--batch-size {self.batch_size}: a contrastive batch needs at least 2 pairs")
+        need(self.accum_steps >= 1 and self.batch_size % self.accum_steps == 0,
+             f"--batch-size {self.batch_size} must split into --accum-steps {self.accum_steps} equal chunks")
+        need(self.lr >= 0 and self.warmup >= 0 and self.weight_decay >= 0, "--lr, --warmup, --weight-decay must be >= 0")
+        need(self.amp in ("none", "bf16", "fp16"), f"--amp {self.amp!r}: use none, bf16 or fp16")
+        need(0 <= self.patch_dropout < 1, f"--patch-dropout {self.patch_dropout} must be in [0, 1)")
+        need(self.save_every > 0 and self.log_every > 0 and self.eval_every >= 0, "--*-every must be positive")
+        has_ckpt = (Path(self.out) / "checkpoint.pt").exists()
+        need(self.resume or not has_ckpt, f"{self.out} already holds a run; pass --resume to continue it or pick another --out")
+        need(not self.resume or has_ckpt, f"--resume: no checkpoint at {self.out}/checkpoint.pt")
+
+
+def train_step(model, images, tokens, loss_fn, accum_steps: int = 1, autocast=None, scaler=None):
+    """Forward and backward for one batch; gradients are left in .grad. Returns the loss (detached).
+
+    With accum_steps = k the batch is encoded in k chunks, GradCache-style (Gao et al. 2021), and the loss is exactly
+    the full batch's: 1. embed every chunk without a graph; 2. compute the loss on all the embeddings and its gradient
+    with respect to them; 3. re-encode each chunk with a graph and push those gradients through it. Memory is one
+    chunk's activations; compute is one extra forward.
+    """
+    autocast = autocast or torch.autocast("cpu", enabled=False)
+    scale = scaler.scale if scaler is not None else (lambda x: x)
+    if accum_steps == 1:
+        with autocast:
+            out = model(images, tokens)
+            loss = loss_fn(out.image_embeds.float(), out.text_embeds.float(), out.logit_scale.float())
+        scale(loss).backward()
+        return loss.detach()
+    chunks = list(zip(images.chunk(accum_steps), tokens.chunk(accum_steps)))
+    rng, cached = [], []
+    with torch.no_grad():  # 1.
+        for x, t in chunks:
+            rng.append(checkpoint.rng_state())  # patch dropout must draw the same patches again in 3.
+            with autocast:
+                cached.append((model.encode_image(x), model.encode_text(t)))
+    image_embeds = torch.cat([i for i, _ in cached]).float().requires_grad_()  # (B, E)
+    text_embeds = torch.cat([t for _, t in cached]).float().requires_grad_()  # (B, E)
+    loss = loss_fn(image_embeds, text_embeds, model.logit_scale.exp().clamp(max=100.0))  # 2.
+    scale(loss).backward()  # fills image_embeds.grad, text_embeds.grad and model.logit_scale.grad
+    grads = zip(image_embeds.grad.chunk(accum_steps), text_embeds.grad.chunk(accum_steps))
+    for (x, t), state, (gi, gt) in zip(chunks, rng, grads):  # 3.
+        checkpoint.set_rng_state(state)
+        with autocast:
+            i, e = model.encode_image(x), model.encode_text(t)
+        torch.autograd.backward([i.float(), e.float()], [gi, gt])
+    return loss.detach()
+
+
+def resolve(cfg: TrainConfig, model_config: CLIPConfig) -> TrainConfig:
+    """Fill the preset-dependent defaults (lr, Adam betas) so config.json records what actually ran."""
+    cfg = copy.copy(cfg)
+    resnet = model_config.vision.kind == "resnet"
+    cfg.lr = cfg.lr or {"tiny": 3e-3, "small": 1e-3}.get(cfg.preset, 5e-4)
+    cfg.beta2 = cfg.beta2 or (0.999 if resnet else 0.98)
+    cfg.eps = cfg.eps or (1e-8 if resnet else 1e-6)
+    return cfg
+
+
+def calibrate_steps(model, source, tokenizer, preprocess, cfg, loss_fn, device) -> int:
+    """How many steps fit in --minutes: time a few steps on a throwaway copy, without touching any RNG."""
+    probe = copy.deepcopy(model)
+    times = []
+    with torch.random.fork_rng(devices=[]):
+        for step in range(6):
+            t0 = time.perf_counter()
+            images, tokens = source.batch(step, tokenizer, preprocess, device)
+            train_step(probe, images, tokens, loss_fn, cfg.accum_steps)
+            probe.zero_grad(set_to_none=True)
+            times.append(time.perf_counter() - t0)
+    per_step = sorted(times[1:])[len(times[1:]) // 2] * 1.08  # median; +8% for the optimiser step and logging
+    return max(1, int(cfg.minutes * 60 / per_step))
+
+
+def train(cfg: TrainConfig) -> dict:
+    """Run (or resume) one training run; returns the final zero-shot metrics (also in OUT/zeroshot.json)."""
+    cfg.check()
+    out = Path(cfg.out)
+    par = Parallel.setup(cfg.device)
+    state = checkpoint.read_checkpoint(out / "checkpoint.pt") if cfg.resume else None
+    if state is not None:  # the saved run decides everything but where to write
+        cfg = TrainConfig(**{**state["train_config"], "resume": True, "out": cfg.out})
+    torch.manual_seed(cfg.seed)
+    model_config = CLIPConfig.preset(cfg.preset)
+    model_config.vision.patch_dropout = cfg.patch_dropout
+    cfg = resolve(cfg, model_config)
+    source = PairSource(cfg, model_config, par.rank, par.world)
+    tokenizer = make_tokenizer(model_config, state, source.corpus)
+    model = CLIP(model_config).to(par.device)
+    preprocess = clip_preprocess(model_config.vision.image_size)
+    loss_fn = distributed_clip_loss if par.world > 1 else clip_loss
+    if cfg.steps == 0:
+        cfg.steps = par.broadcast_int(calibrate_steps(model, source, tokenizer, preprocess, cfg, loss_fn, par.device))
+    optimizer = adamw(model, cfg.lr, cfg.weight_decay, (0.9, cfg.beta2), cfg.eps)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(min(cfg.warmup, cfg.steps // 2), cfg.steps))
+    scaler = torch.amp.GradScaler() if cfg.amp == "fp16" else None
+    start = 0
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        if scaler is not None:
+            scaler.load_state_dict(state["scaler"])
+        checkpoint.set_rng_state(state["rng"])
+        start = state["step"]
+    if cfg.compile:
+        model.visual.compile()
+        model.text.compile()
+    autocast = torch.autocast(par.device.type, dtype=torch.bfloat16 if cfg.amp == "bf16" else torch.float16,
+                              enabled=cfg.amp != "none")
+    log = Logger(out, cfg, par.is_main, start)
+    if par.is_main and start == 0:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.json").write_text(json.dumps({"model": model_config.to_dict(), "train": asdict(cfg)}, indent=2))
+        tokenizer.save(out / "tokenizer.json")
+    eval_every = cfg.eval_every or max(1, cfg.steps // 4)
+    save = lambda step: par.is_main and checkpoint.save_checkpoint(  # noqa: E731
+        out / "checkpoint.pt", model, tokenizer, step, optimizer, scheduler, asdict(cfg), scaler)
+    model.train()
+    for step in range(start, cfg.steps):
+        t0 = time.perf_counter()
+        images, tokens = source.batch(step, tokenizer, preprocess, par.device)
+        loss = train_step(model, images, tokens, loss_fn, cfg.accum_steps, autocast, scaler)
+        if not math.isfinite(loss.item()):
+            raise FloatingPointError(
+                f"the loss is {loss.item()} at step {step}; likely cause: the learning rate is too high for this "
+                f"batch (--lr {cfg.lr:g}) or fp16 overflowed. Try a lower --lr, --amp bf16, or --grad-clip 1; "
+                f"the last good checkpoint is {out / 'checkpoint.pt'} (resume with --resume)")
+        par.average_gradients(model)
+        if scaler is not None:
+            scaler.unscale_(optimizer)
+        if cfg.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        if scaler is not None:
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        model.clamp_logit_scale()  # §2.5: keep the temperature's scale <= 100
+        log.step(step + 1, loss.item(), model.logit_scale.exp().item(), scheduler.get_last_lr()[0],
+                 time.perf_counter() - t0, cfg.batch_size)
+        if (step + 1) % cfg.save_every == 0 or step + 1 == cfg.steps:
+            save(step + 1)
+        if par.is_main and cfg.data == "shapeworld" and ((step + 1) % eval_every == 0 or step + 1 == cfg.steps):
+            log.eval(step + 1, source.zeroshot(model, tokenizer, preprocess, n=500))
+    result = {}
+    if par.is_main and cfg.data == "shapeworld":
+        result = source.zeroshot(model, tokenizer, preprocess, n=2000)
+        (out / "zeroshot.json").write_text(json.dumps({**result, "steps": cfg.steps, "train_seconds": log.seconds}))
+        log.eval(cfg.steps, result, final=True)
+    log.close()
+    par.close()
+    return result
+
+
+class Logger:
+    """A tqdm bar (loss, logit scale, throughput), metrics.jsonl and, optionally, TensorBoard."""
+
+    def __init__(self, out: Path, cfg: TrainConfig, active: bool, start: int):
+        from tqdm.auto import tqdm
+        self.active, self.every, self.seconds, self.out = active, cfg.log_every, 0.0, out
+        self.bar = tqdm(total=cfg.steps, initial=start, disable=not active or cfg.quiet, unit="step",
+                        dynamic_ncols=True)
+        self.tb = None
+        if active and cfg.tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+            self.tb = SummaryWriter(out / "tensorboard")
+
+    def write(self, record: dict) -> None:
+        with open(self.out / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(record) + "\n")
+        if self.tb is not None:
+            for k, v in record.items():
+                if k != "step" and isinstance(v, (int, float)):
+                    self.tb.add_scalar(k, v, record["step"])
+
+    def step(self, step, loss, scale, lr, seconds, batch_size):
+        self.bar.update(1)
+        self.seconds += seconds  # training time only: evaluation and checkpoints are not counted
+        pairs_per_s = batch_size / seconds
+        if not self.active:
+            return
+        self.bar.set_postfix(loss=f"{loss:.3f}", scale=f"{scale:.1f}", pairs_s=f"{pairs_per_s:.0f}")
+        if step % self.every == 0:
+            self.write({"step": step, "loss": loss, "logit_scale": scale, "lr": lr, "pairs_per_s": pairs_per_s,
+                        "time": time.time()})
+
+    def eval(self, step, metrics, final=False):
+        if self.active:
+            self.write({"step": step, **{f"zeroshot_{k}": v for k, v in metrics.items()}})
+            self.bar.write(("final " if final else "") + f"step {step}: zero-shot " +
+                           ", ".join(f"{k} {v:.3f}" for k, v in metrics.items()))
+
+    def close(self):
+        self.bar.close()
+        if self.tb is not None:
+            self.tb.close()
+
+
+def parse_args(argv=None) -> TrainConfig:
+    parser = argparse.ArgumentParser(prog="python -m minclip.train", description=__doc__,
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    for f in fields(TrainConfig):
+        flag = "--" + f.name.replace("_", "-")
+        if f.type in ("bool", bool):
+            parser.add_argument(flag, action="store_true", help=f.metadata["help"])
+        else:
+            kind = {"int": int, "float": float, "str": str}.get(f.type, f.type)
+            parser.add_argument(flag, type=kind, default=f.default, help=f.metadata["help"])
+    return TrainConfig(**vars(parser.parse_args(argv)))
+
+
+def main(argv=None) -> None:
+    try:
+        cfg = parse_args(argv)
+        cfg.check()
+    except ValueError as error:
+        sys.exit(f"error: {error}")
+    train(cfg)
+
+
+if __name__ == "__main__":
+    main()
