@@ -17,8 +17,12 @@ demo: $(STAMP)
 	$(PY) -m minclip.train --preset tiny --data shapeworld --minutes 3 --out runs/demo --seed 0
 
 test: $(STAMP)
+	$(PY) scripts/make_student.py
 	$(PY) -m pytest tests/ -q
 	$(PY) -m pytest --nbval notebooks/ -q --nbval-sanitize-with notebooks/sanitize.cfg -p no:cacheprovider
+
+student: $(STAMP)
+	$(PY) scripts/make_student.py
 
 test-fast: $(STAMP)
 	$(PY) -m pytest tests/ -q -m "not slow"

@@ -4,6 +4,7 @@ Nothing is downloaded. The first call trains the model (minutes on a laptop CPU)
 call, from any notebook, loads it in a second. The recipe is fixed by the entry below, so the same machine always
 trains the same weights (another machine may differ in the last bits: float sums depend on the CPU's kernels).
 """
+import json
 import os
 import shutil
 from pathlib import Path
@@ -29,7 +30,9 @@ def load(name: str, device: str = "cpu", verbose: bool = True) -> Loaded:
     if name not in MODELS:
         raise ValueError(f"unknown zoo model {name!r}; available: {sorted(MODELS)}")
     target = path(name)
-    if not (target / "checkpoint.pt").exists():
+    recipe = target / "recipe.json"
+    # retrain if the recipe changed since the model was cached (a stale cache must never pass as the new model)
+    if not recipe.exists() or json.loads(recipe.read_text()) != MODELS[name]:
         train(name, target, verbose)
     return load_run(target, device)
 
@@ -43,5 +46,6 @@ def train(name: str, target: Path, verbose: bool = True) -> None:
     if verbose:
         print(f"minclip.zoo: training {name!r} once (cached in {target}) ...", flush=True)
     run(TrainConfig(**MODELS[name], out=str(tmp), eval_every=10 ** 9, quiet=not verbose))
+    (tmp / "recipe.json").write_text(json.dumps(MODELS[name]))
     shutil.rmtree(target, ignore_errors=True)
     os.replace(tmp, target)
