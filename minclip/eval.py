@@ -1,0 +1,147 @@
+"""Evaluate a trained CLIP on ShapeWorld: `python -m minclip.eval --checkpoint DIR --task zeroshot`.
+
+Tasks (each prints a table and writes DIR/eval_TASK.json and DIR/eval_TASK.png, or into --out):
+    zeroshot    64-class colour-shape accuracy on seen and held-out pairs, the specialised tasks, and the prompt
+                ablation (class name vs one template vs the ensemble, CLIP §3.1.4)
+    retrieval   image->text and text->image recall@1/5/10 on fresh captioned scenes
+    probe       a linear probe on frozen image features vs zero-shot (CLIP §3.2)
+    lowshot     probe accuracy at 1-16 shots and all, and where it crosses zero-shot (§3.1.5)
+    robustness  accuracy on every domain, zero-shot and for a probe fitted on photos only, and effective robustness
+                against a line fitted over in-distribution probes (§3.3, Fig. 13)
+"""
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+from . import plots
+from .checkpoint import load
+from .data import ShapeWorld
+from .data.shapeworld import TASKS as CLASSNAMES
+from .probe import FEW_SHOT_C, knn_accuracy, linear_probe, low_shot_curve, sample_k_shot
+from .robustness import domain_accuracies, effective_robustness, fit_robustness_line
+from .zeroshot import image_features, prompt_ablation, retrieval, zeroshot_classifier
+
+TASKS = ("zeroshot", "retrieval", "probe", "lowshot", "robustness")
+
+
+def feasible_shots(labels, shots) -> list:
+    """The ks for which every class has k examples, then None ("all")."""
+    fewest = int(torch.bincount(labels)[labels.unique()].min())
+    return [k for k in shots if k <= fewest] + [None]
+
+
+class Evaluator:
+    """One loaded model and the ShapeWorld views every task draws from (seeded, so results are reproducible)."""
+
+    def __init__(self, checkpoint, n: int = 2000, seed: int = 0, device: str = "cpu"):
+        self.model, self.tokenizer, self.preprocess = load(checkpoint, device)
+        self.sw = ShapeWorld(seed=0, image_size=self.model.config.vision.image_size)
+        self.n, self.seed = n, seed
+
+    def features(self, images):
+        return image_features(self.model, torch.as_tensor(images), preprocess=self.preprocess).cpu()  # (B, E)
+
+    def classifier(self, task="color_shape"):
+        return zeroshot_classifier(self.model, self.tokenizer, CLASSNAMES[task], ShapeWorld.templates(task)).cpu()
+
+    def zeroshot_accuracy(self, task, split="test", domain="photo"):
+        x, y, _ = self.sw.classification(task, split=split, domain=domain, n=self.n, seed=self.seed)
+        return ((self.features(x) @ self.classifier(task)).argmax(1) == y).float().mean().item()  # (B, E) @ (E, K)
+
+    def zeroshot(self):
+        result = {"color_shape seen": self.zeroshot_accuracy("color_shape", "test"),
+                  "color_shape unseen": self.zeroshot_accuracy("color_shape", "unseen")}
+        for task in ("shape", "color", "count", "position", "size"):
+            result[task] = self.zeroshot_accuracy(task)
+        x, y, names = self.sw.classification("color_shape", split="test", n=self.n, seed=self.seed)
+        ablation = prompt_ablation(self.model, self.tokenizer, torch.as_tensor(x), y, names,
+                                   ShapeWorld.templates("color_shape"), self.preprocess)
+        result.update({f"prompts: {k}": v for k, v in ablation.items()})
+        return result, plots.prompt_ablation(ablation)
+
+    def retrieval(self):
+        images, captions = self.sw.pretraining(min(self.n, 1000), seed=10 ** 6 + self.seed)
+        img = self.features(images)  # (B, E)
+        tokens = self.tokenizer(captions, context_length=self.model.context_length, truncate=True)
+        with torch.no_grad():
+            txt = self.model.encode_text(tokens.to(next(self.model.parameters()).device)).cpu()  # (B, E)
+        k = 8
+        return retrieval(img, txt), plots.similarity_matrix(img[:k] @ txt[:k].T, captions[:k],
+                                                            torch.as_tensor(images[:k]))
+
+    def split_features(self, domain="photo", task="color_shape"):
+        xtr, ytr, _ = self.sw.classification(task, split="train", domain=domain, n=self.n, seed=self.seed)
+        xte, yte, _ = self.sw.classification(task, split="test", domain=domain, n=self.n, seed=self.seed)
+        return self.features(xtr), ytr, self.features(xte), yte
+
+    def probe(self):
+        ftr, ytr, fte, yte = self.split_features()
+        fit = linear_probe(ftr, ytr, fte, yte)
+        result = {"linear probe": fit.accuracy, "probe C": fit.C, "kNN": knn_accuracy(ftr, ytr, fte, yte),
+                  "zero-shot": self.zeroshot_accuracy("color_shape", "test")}
+        return result, plots.prompt_ablation({k: v for k, v in result.items() if k != "probe C"})
+
+    def lowshot(self):
+        ftr, ytr, fte, yte = self.split_features()
+        curve = low_shot_curve(ftr, ytr, fte, yte, shots=feasible_shots(ytr, (1, 2, 4, 8, 16)), seed=self.seed,
+                               zeroshot_accuracy=self.zeroshot_accuracy("color_shape", "test"))
+        result = {f"{k:g}-shot": m for k, m in zip(curve.shots, curve.mean)}
+        result.update({"zero-shot": curve.zeroshot, "crossover (shots)": curve.crossover})
+        return result, plots.low_shot_curve(curve)
+
+    def robustness(self):
+        ftr, ytr, fte, yte = self.split_features()
+        W = self.classifier("color_shape")
+        predictors = {"zero-shot": lambda x: (self.features(x) @ W).argmax(1)}
+        family = {}  # probes trained only on photos, more and more shots: the in-distribution family
+        for k in feasible_shots(ytr, (1, 2, 4, 8)):
+            idx = torch.arange(len(ytr)) if k is None else sample_k_shot(ytr, k, self.seed)
+            clf = linear_probe(ftr[idx], ytr[idx], fte, yte, C=None if k is None else FEW_SHOT_C).classifier
+            family[f"probe {k or 'all'}-shot"] = (lambda c: lambda x: c.predict(self.features(x)))(clf)
+        predictors.update(family)
+        result, points = {}, {}
+        for name, predict in predictors.items():
+            accs = domain_accuracies(predict, self.sw, n=min(self.n, 1000), seed=self.seed)
+            shifted = [a for d, a in accs.items() if d != "photo"]
+            points[name] = (accs["photo"], sum(shifted) / len(shifted))
+            result[name] = accs
+        line = fit_robustness_line([points[m][0] for m in family], [points[m][1] for m in family])
+        result["effective robustness"] = {m: effective_robustness(line, *points[m]) for m in points}
+        return result, plots.robustness_scatter(points, line)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m minclip.eval", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint", required=True, help="a run folder or a checkpoint file")
+    parser.add_argument("--task", default="zeroshot", help="one of " + ", ".join(TASKS))
+    parser.add_argument("--n", type=int, default=2000, help="images per evaluation view")
+    parser.add_argument("--seed", type=int, default=0, help="seeds every evaluation view and probe")
+    parser.add_argument("--out", default="", help="folder for eval_TASK.json/.png (default: the run folder)")
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args(argv)
+    if args.task not in TASKS:
+        sys.exit(f"error: unknown --task {args.task!r}; choose one of {', '.join(TASKS)}")
+    if args.n < 64:
+        sys.exit(f"error: --n {args.n} is too small for 64 classes; use at least 64")
+    if not Path(args.checkpoint).exists():
+        sys.exit(f"error: no run or checkpoint at {args.checkpoint}; train one with python -m minclip.train")
+    result, figure = getattr(Evaluator(args.checkpoint, args.n, args.seed, args.device), args.task)()
+    ckpt = Path(args.checkpoint)
+    out = Path(args.out) if args.out else (ckpt if ckpt.is_dir() else ckpt.parent)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"eval_{args.task}.json").write_text(json.dumps(result, indent=2))
+    figure.savefig(out / f"eval_{args.task}.png", dpi=120, bbox_inches="tight")
+    for name, value in result.items():
+        if isinstance(value, dict):
+            print(f"{name:28s} " + "  ".join(f"{k} {v:.3f}" for k, v in value.items()))
+        else:
+            print(f"{name:28s} {value:.3f}" if isinstance(value, float) else f"{name:28s} {value}")
+    print(f"wrote {out / f'eval_{args.task}.json'} and .png")
+
+
+if __name__ == "__main__":
+    main()
