@@ -28,6 +28,7 @@ class PairSource:
         self.context_length = model_config.text.context_length
         self.shapeworld = ShapeWorld(seed=0, image_size=model_config.vision.image_size)
         self.domains = [d for d in cfg.domains.split(",") if d] or None
+        self.objects = tuple(int(k) for k in cfg.objects.split(","))
         if cfg.data == "csv":
             from .data.datasets import ImageCaptionCSV
             self.dataset = ImageCaptionCSV(cfg.csv, cfg.image_root, image_size=model_config.vision.image_size)
@@ -36,7 +37,8 @@ class PairSource:
         """uint8 images (b, 3, H, W) and b captions for this rank at this step."""
         if self.cfg.data == "shapeworld":
             return self.shapeworld.pretraining(self.local, seed=step_seed(self.cfg.seed, step, self.rank),
-                                               domains=self.domains)
+                                               domains=self.domains, objects=self.objects,
+                                               caption_style=self.cfg.captions)
         # an image-caption file: a fresh seeded permutation each epoch; this rank takes its slice of the batch
         n, B = len(self.dataset), self.cfg.batch_size
         start = step * B + self.rank * self.local

@@ -36,6 +36,8 @@ class TrainConfig:
     csv: str = arg("", "--data csv: a CSV/TSV file with (path, caption) rows")
     image_root: str = arg("", "--data csv: the folder image paths are relative to")
     domains: str = arg("", "--data shapeworld: comma-separated domains to train on (default: ShapeWorld's mix)")
+    objects: str = arg("1,3", "--data shapeworld: fewest,most objects per training image")
+    captions: str = arg("varied", "--data shapeworld: caption style, 'varied' (alt-text-like) or 'simple'")
     steps: int = arg(0, "optimiser steps (give --steps or --minutes)")
     minutes: float = arg(0.0, "training budget in minutes: timed on the first steps, then fixed as --steps")
     batch_size: int = arg(256, "pairs per step across all ranks: the contrastive batch (paper: 32,768)")
@@ -67,6 +69,10 @@ class TrainConfig:
         need(self.preset in CLIPConfig.presets(), f"--preset {self.preset!r} is unknown; choose one of {CLIPConfig.presets()}")
         need(self.data in ("shapeworld", "csv"), f"--data {self.data!r} is unknown; use shapeworld or csv")
         need(self.data != "csv" or Path(self.csv).is_file(), f"--data csv needs --csv FILE; {self.csv!r} is not a file")
+        lo_hi = self.objects.split(",")
+        need(len(lo_hi) == 2 and all(k.strip().isdigit() for k in lo_hi) and 1 <= int(lo_hi[0]) <= int(lo_hi[1]) <= 3,
+             f"--objects {self.objects!r}: give fewest,most with 1 <= fewest <= most <= 3, e.g. 1,3")
+        need(self.captions in ("varied", "simple"), f"--captions {self.captions!r}: use varied or simple")
         need((self.steps > 0) != (self.minutes > 0) or self.resume,
              f"give exactly one of --steps N or --minutes M (got steps={self.steps}, minutes={self.minutes})")
         need(self.steps >= 0 and self.minutes >= 0, "--steps and --minutes must not be negative")
