@@ -27,7 +27,7 @@ class PairSource:
         self.local = cfg.batch_size // world
         self.context_length = model_config.text.context_length
         self.shapeworld = ShapeWorld(seed=0, image_size=model_config.vision.image_size)
-        self.domains = [d for d in cfg.domains.split(",") if d] or None
+        self.domains = None if cfg.domains == "mix" else [d for d in cfg.domains.split(",") if d]
         self.objects = tuple(int(k) for k in cfg.objects.split(","))
         if cfg.data == "csv":
             from .data.datasets import ImageCaptionCSV

@@ -35,7 +35,8 @@ class TrainConfig:
     data: str = arg("shapeworld", "'shapeworld' (offline, rendered on the fly) or 'csv' (an image-caption CSV)")
     csv: str = arg("", "--data csv: a CSV/TSV file with (path, caption) rows")
     image_root: str = arg("", "--data csv: the folder image paths are relative to")
-    domains: str = arg("", "--data shapeworld: comma-separated domains to train on (default: ShapeWorld's mix)")
+    domains: str = arg("photo", "--data shapeworld: comma-separated domains to train on, or 'mix' for ShapeWorld's "
+                       "7-domain mix (the demo trains on photos, the domain its zero-shot test uses)")
     objects: str = arg("1,3", "--data shapeworld: fewest,most objects per training image")
     captions: str = arg("varied", "--data shapeworld: caption style, 'varied' (alt-text-like) or 'simple'")
     steps: int = arg(0, "optimiser steps (give --steps or --minutes)")
@@ -73,6 +74,9 @@ class TrainConfig:
         need(len(lo_hi) == 2 and all(k.strip().isdigit() for k in lo_hi) and 1 <= int(lo_hi[0]) <= int(lo_hi[1]) <= 3,
              f"--objects {self.objects!r}: give fewest,most with 1 <= fewest <= most <= 3, e.g. 1,3")
         need(self.captions in ("varied", "simple"), f"--captions {self.captions!r}: use varied or simple")
+        from .data.render import DOMAINS
+        bad = [d for d in self.domains.split(",") if d not in DOMAINS] if self.domains != "mix" else []
+        need(not bad, f"--domains: unknown {bad}; use 'mix' or some of {list(DOMAINS)}")
         need((self.steps > 0) != (self.minutes > 0) or self.resume,
              f"give exactly one of --steps N or --minutes M (got steps={self.steps}, minutes={self.minutes})")
         need(self.steps >= 0 and self.minutes >= 0, "--steps and --minutes must not be negative")
