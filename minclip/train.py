@@ -37,7 +37,8 @@ class TrainConfig:
     image_root: str = arg("", "--data csv: the folder image paths are relative to")
     domains: str = arg("photo", "--data shapeworld: comma-separated domains to train on, or 'mix' for ShapeWorld's "
                        "7-domain mix (the demo trains on photos, the domain its zero-shot test uses)")
-    objects: str = arg("1,3", "--data shapeworld: fewest,most objects per training image")
+    objects: str = arg("1,1", "--data shapeworld: fewest,most objects per training image (the demo: one, like its "
+                       "zero-shot test; 1,3 for crowded scenes)")
     captions: str = arg("varied", "--data shapeworld: caption style, 'varied' (alt-text-like) or 'simple'")
     steps: int = arg(0, "optimiser steps (give --steps or --minutes)")
     minutes: float = arg(0.0, "training budget in minutes: timed on the first steps, then fixed as --steps")
