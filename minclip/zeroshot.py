@@ -1,0 +1,180 @@
+"""Zero-shot classification and retrieval: a classifier built from class names alone, with no training.
+
+CLIP §3.1.2: each class name is written into a caption ("a photo of a {}."), the text tower embeds it, and an
+image is assigned to the class whose caption it is most similar to. The text embeddings are the weights of a
+linear classifier on the image embeddings, a classifier "trained" by reading.
+
+    classifier = zeroshot_classifier(model, tokenizer, classnames, ShapeWorld.templates("color_shape"))  # (E, K)
+    accuracy(model, images, labels, classifier, preprocess=preprocess)  # {1: 0.93, 5: 0.99}
+"""
+from contextlib import contextmanager
+from typing import Iterable, Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+@contextmanager
+def _inference(model):
+    """Eval mode (no dropout) and no autograd for the duration; yields the model's device; restores the mode."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            yield next(model.parameters(), torch.empty(0)).device
+    finally:
+        model.train(was_training)
+
+
+def _check_prompts(classnames: list, templates: list) -> None:
+    if not classnames:
+        raise ValueError("classnames is empty; pass one name per class, e.g. ['red circle', 'blue square']")
+    if not all(isinstance(c, str) for c in classnames):
+        raise TypeError(f"classnames must be strings, got {[type(c).__name__ for c in classnames][:5]}")
+    if len(set(classnames)) != len(classnames):
+        doubles = sorted({c for c in classnames if classnames.count(c) > 1})
+        raise ValueError(f"classnames has duplicates {doubles}; two classes with one name cannot be told apart")
+    if not templates:
+        raise ValueError("templates is empty; pass at least one, e.g. ['a photo of a {}.'] (['{}']: the bare name)")
+    for t in templates:
+        if "{}" not in t:
+            raise ValueError(f"template {t!r} has no '{{}}' where the class name goes; write e.g. 'a photo of a {{}}.'")
+
+
+def zeroshot_classifier(model, tokenizer, classnames: Sequence[str], templates: Sequence[str],
+                        batch_size: int = 256) -> Tensor:
+    """Zero-shot classifier weights from prompt ensembles (CLIP §3.1.4).
+
+    Every template is filled with every class name and embedded (L2-normalised); the T embeddings of a class are
+    averaged and the mean renormalised. Averaging in embedding space costs nothing at test time, unlike averaging
+    predictions, and gave +3.5% on ImageNet with 80 templates.
+
+    Args: classnames (K names), templates (T strings with "{}").
+    Returns: (E, K) weights on the model's device; `image_features(...) @ weights` are cosine-similarity logits.
+    """
+    classnames, templates = list(classnames), list(templates)
+    _check_prompts(classnames, templates)
+    K, T = len(classnames), len(templates)
+    texts = [t.replace("{}", c) for c in classnames for t in templates]  # class-major: K*T prompts
+    with _inference(model) as device:
+        tokens = tokenizer(texts, context_length=model.context_length, truncate=True)  # (K*T, L)
+        embeds = torch.cat([model.encode_text(chunk.to(device), normalize=True)
+                            for chunk in tokens.split(batch_size)])  # (K*T, E)
+    class_means = embeds.float().view(K, T, -1).mean(dim=1)  # (K, E)
+    return F.normalize(class_means, dim=-1).T  # (E, K)
+
+
+def image_features(model, images: Tensor, preprocess=None, batch_size: int = 256) -> Tensor:
+    """L2-normalised image embeddings, computed in batches without gradients.
+
+    Args: images (B, 3, H, W), uint8 pixels (then `preprocess` is required) or floats the model accepts as they are;
+        preprocess, when given, is applied to every batch on the model's device.
+    Returns: (B, E) on the model's device.
+    """
+    if not isinstance(images, Tensor) or images.ndim != 4:
+        raise ValueError(f"images should be a (B, 3, H, W) tensor, got {getattr(images, 'shape', type(images))}")
+    if images.dtype == torch.uint8 and preprocess is None:
+        raise ValueError("images are uint8 pixels; pass preprocess= (the one minclip.load returns) to turn them "
+                         "into the float input the model expects")
+    with _inference(model) as device:
+        feats = []
+        for chunk in images.split(batch_size):
+            chunk = chunk.to(device)
+            if preprocess is not None:
+                chunk = preprocess(chunk)
+            feats.append(model.encode_image(chunk, normalize=True).float())  # (B, E)
+    return torch.cat(feats)
+
+
+def _topk_hits(logits: Tensor, labels: Tensor, topk: Sequence[int]) -> Tensor:
+    """How many rows have their label among the k largest logits, for each k: (len(topk),)."""
+    K = logits.shape[1]
+    if labels.numel() and not 0 <= int(labels.min()) <= int(labels.max()) < K:
+        raise ValueError(f"labels run from {int(labels.min())} to {int(labels.max())} but the classifier has {K} "
+                         f"classes; labels must index classnames (0..{K - 1})")
+    top = logits.topk(min(max(topk), K), dim=1).indices  # (B, max k)
+    correct = top == labels.to(top.device)[:, None]  # (B, max k)
+    return torch.stack([correct[:, :k].any(dim=1).sum() for k in topk]).cpu()
+
+
+def accuracy(model, images_or_loader, labels: Optional[Tensor], classifier: Tensor, topk: Sequence[int] = (1, 5),
+             preprocess=None, batch_size: int = 256) -> dict:
+    """Top-k accuracy of a bias-free linear classifier on normalised image embeddings, e.g. zeroshot_classifier's.
+
+    Args: images_or_loader, images (B, 3, H, W) with labels (B,), or an iterable of (images, labels) batches (a
+        DataLoader) with labels=None; classifier (E, K). A k above K counts every image correct.
+    Returns: {k: fraction of images whose label is among the k highest logits}.
+    """
+    topk = tuple(topk)
+    if not topk or min(topk) < 1:
+        raise ValueError(f"topk should hold positive ks, e.g. (1, 5); got {topk}")
+    if isinstance(images_or_loader, Tensor):
+        if labels is None or len(labels) != len(images_or_loader):
+            raise ValueError(f"{len(images_or_loader)} images need as many labels, got "
+                             f"{None if labels is None else len(labels)}")
+        batches: Iterable = zip(images_or_loader.split(batch_size), labels.split(batch_size))
+    elif labels is not None:
+        raise ValueError("a loader yields its own labels; pass labels=None with a loader")
+    else:
+        batches = images_or_loader
+    hits, n = torch.zeros(len(topk), dtype=torch.long), 0
+    for images, y in batches:
+        feats = image_features(model, images, preprocess, batch_size)  # (B, E)
+        hits += _topk_hits(feats @ classifier.to(feats), torch.as_tensor(y), topk)  # logits (B, K)
+        n += len(y)
+    if n == 0:
+        raise ValueError("no images to evaluate; the images or the loader are empty")
+    return {k: int(h) / n for k, h in zip(topk, hits)}
+
+
+def prompt_ablation(model, tokenizer, images: Tensor, labels: Tensor, classnames: Sequence[str],
+                    templates: Sequence[str], preprocess=None) -> dict:
+    """Top-1 accuracy with the bare class name, one template, and the whole ensemble (CLIP §3.1.4).
+
+    The paper: "A photo of a {label}." gains 1.3% on ImageNet over the bare name; the 80-template ensemble a
+    further 3.5%. Image features are computed once and shared by the three classifiers.
+    Returns: {"class name": acc, "one template": acc, "ensemble": acc}.
+    """
+    templates = list(templates)
+    _check_prompts(list(classnames), templates)
+    if len(labels) != len(images):
+        raise ValueError(f"{len(images)} images need as many labels, got {len(labels)}")
+    feats = image_features(model, images, preprocess)  # (B, E)
+    prompts = {"class name": ["{}"], "one template": templates[:1], "ensemble": templates}
+    return {name: int(_topk_hits(feats @ zeroshot_classifier(model, tokenizer, classnames, t), labels, (1,))[0])
+            / len(labels) for name, t in prompts.items()}
+
+
+def retrieval(image_embeds: Tensor, text_embeds: Tensor, text_to_image: Optional[Tensor] = None,
+              ks: Sequence[int] = (1, 5, 10)) -> dict:
+    """Recall@k for image->text and text->image retrieval by cosine similarity (CLIP §3.1 / Table 13).
+
+    Args: image_embeds (B, E); text_embeds (M, E); text_to_image (M,), the image each caption describes (default:
+        caption i describes image i, so M == B).
+    Image->text: an image counts as found at k if any of its captions is among its k most similar texts.
+    Text->image: a caption counts if its image is among its k most similar images. Ties count against the query
+    (a wrong candidate scoring equal to the right one ranks ahead of it), so constant embeddings score 0, not 1.
+    Returns: {"image_to_text_R@k": fraction, "text_to_image_R@k": fraction} for each k.
+    """
+    B, M = len(image_embeds), len(text_embeds)
+    if text_to_image is None:
+        if B != M:
+            raise ValueError(f"{B} images and {M} captions: pass text_to_image (M,) saying which image each caption "
+                             "describes")
+        text_to_image = torch.arange(B)
+    text_to_image = torch.as_tensor(text_to_image, device=image_embeds.device)
+    if text_to_image.shape != (M,) or (M and not 0 <= int(text_to_image.min()) <= int(text_to_image.max()) < B):
+        raise ValueError(f"text_to_image should be (M,) = ({M},) image indices in 0..{B - 1}")
+    if image_embeds.shape[1] != text_embeds.shape[1]:
+        raise ValueError(f"image_embeds have E={image_embeds.shape[1]}, text_embeds E={text_embeds.shape[1]}")
+    sim = F.normalize(image_embeds.float(), dim=1) @ F.normalize(text_embeds.float(), dim=1).T  # (B, M)
+    match = text_to_image[None, :] == torch.arange(B, device=sim.device)[:, None]  # (B, M): caption j is of image i
+    # Rank of the best right answer = the number of wrong candidates scoring at least as high.
+    best_caption = sim.masked_fill(~match, float("-inf")).max(dim=1, keepdim=True).values  # (B, 1)
+    image_rank = ((sim >= best_caption) & ~match).sum(dim=1)  # (B,)
+    right_image = sim.gather(0, text_to_image[None, :])  # (1, M)
+    text_rank = ((sim >= right_image) & ~match).sum(dim=0)  # (M,)
+    out = {f"image_to_text_R@{k}": (image_rank < k).float().mean().item() for k in ks}
+    out.update({f"text_to_image_R@{k}": (text_rank < k).float().mean().item() for k in ks})
+    return out
