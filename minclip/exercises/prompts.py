@@ -1,0 +1,104 @@
+"""Checks for notebooks/03_zero_shot_and_prompts.ipynb: prompt ensembling, zero-shot prediction, top-k accuracy.
+
+Shapes: B images, K classes, E the shared embedding dim.
+"""
+import torch
+import torch.nn.functional as F
+
+from ..config import CLIPConfig
+from ..model import CLIP
+from ..tokenizer import CLIPTokenizer
+from ..zeroshot import zeroshot_classifier
+from .core import ExerciseError, call, expect_close, passed
+
+CLASSNAMES = ["red circle", "blue square", "green star", "yellow heart", "purple cross"]
+TEMPLATES = ["a {}.", "a photo of a {}.", "a sketch of the {}.", "an image of a small {}."]
+
+
+def _random_clip():
+    """A tiny CLIP with random weights and a tokenizer trained on the prompts: a stand-in that builds in a second."""
+    tokenizer = CLIPTokenizer.train([t.format(c) for c in CLASSNAMES for t in TEMPLATES], vocab_size=128)
+    config = CLIPConfig.from_dict(dict(embed_dim=16, tokenizer="shapeworld",
+                                       vision=dict(image_size=16, patch_size=8, width=32, layers=1, heads=2),
+                                       text=dict(vocab_size=tokenizer.vocab_size, context_length=16, width=32,
+                                                 layers=1, heads=2)))
+    with torch.random.fork_rng(devices=[]):  # a seeded init that leaves the caller's global RNG as it was
+        torch.manual_seed(0)
+        return CLIP(config).eval(), tokenizer
+
+
+def _unnormalised_mean(model, tokenizer, classnames, templates):
+    """The common mistake: average the raw text embeddings, normalise only the mean. (E, K)"""
+    with torch.no_grad():
+        tokens = tokenizer([t.format(c) for c in classnames for t in templates], context_length=model.context_length)
+        raw = model.encode_text(tokens, normalize=False).view(len(classnames), len(templates), -1)  # (K, T, E)
+    return F.normalize(raw.mean(dim=1), dim=-1).T  # (E, K)
+
+
+def check_prompt_ensemble(fn) -> None:
+    """fn(model, tokenizer, classnames, templates) -> (E, K): CLIP §3.1.4's prompt ensemble, as zeroshot_classifier."""
+    model, tokenizer = _random_clip()
+    for classnames, templates in [(CLASSNAMES, TEMPLATES), (CLASSNAMES[:2], TEMPLATES[1:2]), (CLASSNAMES[::-1],
+                                                                                                 TEMPLATES[::2])]:
+        want = zeroshot_classifier(model, tokenizer, classnames, templates)  # (E, K)
+        got = call(fn, model, tokenizer, list(classnames), list(templates), name="prompt_ensemble")
+        got = torch.as_tensor(got).detach().float()
+        K = len(classnames)
+        if got.shape == (K, want.shape[0]) and K != want.shape[0]:
+            raise ExerciseError(f"prompt_ensemble returned ({K}, E); return the classifier as (E, K), one column "
+                                f"per class, so that image_embeds @ classifier gives (B, K) logits")
+        if got.shape == want.shape:
+            wrong = _unnormalised_mean(model, tokenizer, classnames, templates)
+            if torch.allclose(got, wrong, atol=1e-4) and not torch.allclose(want, wrong, atol=1e-4):
+                raise ExerciseError("prompt_ensemble averaged the raw text embeddings: normalise each template's "
+                                    "embedding first (encode_text(..., normalize=True)), so that every prompt gets "
+                                    "an equal vote whatever its length")
+            norms = got.norm(dim=0)
+            if not torch.allclose(norms, torch.ones_like(norms), atol=1e-4):
+                raise ExerciseError(f"the columns of your classifier have lengths {norms.tolist()[:3]}...: "
+                                    f"renormalise each class's mean embedding to length 1")
+        expect_close(got, want, f"prompt_ensemble for {K} classes × {len(templates)} templates",
+                     "for each class: fill every template with its name, embed them (normalised), average, "
+                     "renormalise; stack the K means as columns", atol=1e-4, rtol=1e-3)
+    passed("prompt_ensemble", "the same weights as minclip.zeroshot.zeroshot_classifier")
+
+
+def check_zeroshot_predict(fn) -> None:
+    """fn(image_embeds (B, E), class_embeds (K, E)) -> (B,) long: the class of highest cosine similarity per image.
+    Neither input is normalised."""
+    for seed, (B, K, E) in enumerate([(6, 4, 8), (10, 7, 3), (1, 2, 16)]):
+        g = torch.Generator().manual_seed(seed)
+        images = torch.randn(B, E, generator=g)
+        classes = torch.randn(K, E, generator=g) * torch.linspace(0.2, 5.0, K)[:, None]  # lengths differ a lot
+        want = (F.normalize(images, dim=1) @ F.normalize(classes, dim=1).T).argmax(dim=1)  # (B,)
+        got = call(fn, images.clone(), classes.clone(), name="zeroshot_predict")
+        if not isinstance(got, torch.Tensor) or got.shape != want.shape:
+            raise ExerciseError(f"zeroshot_predict should return one class index per image, shape ({B},), got "
+                                f"{getattr(got, 'shape', type(got).__name__)}: argmax over the K classes (dim=1)")
+        if not torch.equal(got.long(), want):
+            dot = (images @ classes.T).argmax(dim=1)
+            hint = ("these are the argmaxes of dot products: normalise the class embeddings, or the longest class "
+                    "vector wins" if torch.equal(got.long(), dot) else
+                    "compute the (B, K) cosine similarities, then argmax over the classes")
+            raise ExerciseError(f"zeroshot_predict gave {got.tolist()}, expected {want.tolist()}: {hint}")
+    passed("zeroshot_predict")
+
+
+def check_topk_accuracy(fn) -> None:
+    """fn(logits (B, K), labels (B,), k) -> float: the fraction of rows whose label is among their k largest logits."""
+    for seed, (B, K, k) in enumerate([(20, 10, 1), (20, 10, 5), (7, 3, 2), (50, 64, 10), (5, 4, 4)]):
+        g = torch.Generator().manual_seed(seed)
+        logits = torch.randn(B, K, generator=g)
+        labels = torch.randint(0, K, (B,), generator=g)
+        want = (logits.topk(k, dim=1).indices == labels[:, None]).any(dim=1).float().mean().item()
+        got = call(fn, logits.clone(), labels.clone(), k, name="topk_accuracy")
+        try:
+            got = float(got)
+        except (TypeError, ValueError):
+            raise ExerciseError(f"topk_accuracy should return one number, got {type(got).__name__}") from None
+        if abs(got - want * B) < 1e-6 and B > 1 and want > 0:
+            raise ExerciseError("topk_accuracy returned a count of hits; divide by the number of images")
+        expect_close(torch.tensor(got), torch.tensor(want), f"topk_accuracy with k={k} of K={K}",
+                     "take the k largest logits of each row (logits.topk(k, dim=1).indices), count the rows whose "
+                     "label is among them, divide by B", atol=1e-6)
+    passed("topk_accuracy")
