@@ -1,0 +1,112 @@
+"""Checks for notebooks/01_contrastive_loss.ipynb: the CLIP loss, its gradient, the aligned-pairs formula and the
+online logsumexp behind the tiled loss.
+
+Shapes: B batch (pairs), E the shared embedding dim.
+"""
+import math
+
+import torch
+import torch.nn.functional as F
+
+from ..loss import clip_loss
+from .core import ExerciseError, call, expect_close, passed
+
+
+def _pairs(seed: int, B: int, E: int, dtype=torch.float64):
+    g = torch.Generator().manual_seed(seed)
+    images = F.normalize(torch.randn(B, E, generator=g, dtype=dtype), dim=1)
+    texts = F.normalize(images + 0.8 * torch.randn(B, E, generator=g, dtype=dtype), dim=1)  # correlated pairs
+    return images, texts
+
+
+def check_clip_loss(fn) -> None:
+    """fn(image_embeds (B, E), text_embeds (B, E), logit_scale) -> scalar tensor: CLIP's symmetric loss."""
+    for seed, (B, E, s) in enumerate([(2, 4, 1.0), (5, 8, 14.3), (8, 16, 100.0), (6, 3, 0.5)]):
+        images, texts = _pairs(seed, B, E)
+        want = clip_loss(images, texts, s)
+        got = call(fn, images.clone(), texts.clone(), s, name="clip_loss")
+        got = torch.as_tensor(got, dtype=torch.float64)
+        if got.numel() != 1:
+            raise ExerciseError(f"clip_loss should return one number (a scalar tensor), got shape {tuple(got.shape)}: "
+                                f"average the per-pair cross-entropies")
+        logits = s * images @ texts.T  # (B, B)
+        labels = torch.arange(B)
+        one_way = {"image→text (rows)": F.cross_entropy(logits, labels),
+                   "text→image (columns)": F.cross_entropy(logits.T, labels)}
+        for direction, value in one_way.items():
+            if torch.allclose(got, value, atol=1e-6) and not torch.allclose(want, value, atol=1e-6):
+                raise ExerciseError(f"clip_loss returned only the {direction} cross-entropy; CLIP averages both "
+                                    f"directions: (CE(logits, labels) + CE(logits.T, labels)) / 2")
+        if torch.allclose(got, want * B, atol=1e-6):
+            raise ExerciseError("clip_loss is B times too large: take the mean over the B pairs, not the sum")
+        expect_close(got.reshape(()), want, f"clip_loss with B={B}, logit_scale={s}",
+                     "logits = logit_scale * image_embeds @ text_embeds.T; labels = arange(B); average the two "
+                     "cross-entropies", atol=1e-6, rtol=1e-6)
+    passed("clip_loss", "equal to minclip.clip_loss (and so to open_clip's ClipLoss)")
+
+
+def _loss_of_logits(logits: torch.Tensor) -> torch.Tensor:
+    labels = torch.arange(len(logits))
+    return (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
+
+
+def check_clip_logits_grad(fn) -> None:
+    """fn(logits (B, B)) -> (B, B): ∂L/∂Z of L(Z) = (CE(Z, arange) + CE(Zᵀ, arange)) / 2, by hand (no autograd)."""
+    for seed, B in enumerate([2, 4, 7]):
+        g = torch.Generator().manual_seed(seed)
+        logits = (5 * torch.randn(B, B, generator=g, dtype=torch.float64)).requires_grad_()
+        (want,) = torch.autograd.grad(_loss_of_logits(logits), logits)
+        Z = logits.detach()
+        got = call(fn, Z.clone(), name="clip_logits_grad")
+        got = torch.as_tensor(got, dtype=torch.float64)
+        eye = torch.eye(B, dtype=torch.float64)
+        rows_only = (Z.softmax(dim=1) - eye) / B
+        if got.shape == want.shape:
+            if torch.allclose(got, 2 * want, atol=1e-8):
+                raise ExerciseError("clip_logits_grad is twice the gradient: L averages its two directions, so "
+                                    "each one's (softmax − onehot)/B enters with a factor 1/2")
+            if torch.allclose(got, rows_only, atol=1e-8) or torch.allclose(got, rows_only / 2, atol=1e-8):
+                raise ExerciseError("clip_logits_grad holds only the row (image→text) part: the column direction "
+                                    "adds (softmax over dim=0 − onehot)/B too")
+        expect_close(got, want, f"clip_logits_grad for B={B}",
+                     "per direction the gradient is (softmax − onehot)/B; rows use softmax(dim=1), columns "
+                     "softmax(dim=0); L is their average", atol=1e-8, rtol=1e-6)
+    passed("clip_logits_grad", "matches autograd in float64")
+
+
+def check_aligned_loss(fn) -> None:
+    """fn(B, logit_scale) -> float: your predicted loss for B perfectly aligned pairs whose embeddings are
+    orthonormal (image i = text i = the i-th basis vector). The check measures it with clip_loss."""
+    for B, s in [(2, 1.0), (4, 0.01), (8, 1.0), (16, 14.3), (32, 100.0), (128, 5.0)]:
+        basis = torch.eye(B, dtype=torch.float64)
+        want = clip_loss(basis, basis, s).item()
+        got = call(fn, B, s, name="aligned_loss")
+        try:
+            got = float(got)
+        except (TypeError, ValueError):
+            raise ExerciseError(f"aligned_loss should return a number, got {type(got).__name__}") from None
+        if not math.isclose(got, want, rel_tol=1e-6, abs_tol=1e-9):
+            raise ExerciseError(
+                f"aligned_loss({B}, {s}) = {got:.6g}, but clip_loss measures {want:.6g}. Hint: every row of the "
+                f"logits holds s on the diagonal and 0 elsewhere; write −log of the diagonal's softmax "
+                f"(both directions give the same)")
+    passed("aligned_loss", "your formula predicts clip_loss for every B and temperature")
+
+
+def check_online_logsumexp(fn) -> None:
+    """fn(chunks: list of 1-d tensors) -> scalar: log Σ exp over all their entries, merging one chunk at a time and
+    safe for large values (a naive exp overflows past ~88 in float32)."""
+    for seed, (sizes, scale) in enumerate([([3, 4, 1], 1.0), ([5], 10.0), ([2, 2, 2, 2], 100.0), ([1, 6], 500.0)]):
+        g = torch.Generator().manual_seed(seed)
+        chunks = [scale * torch.randn(n, generator=g) for n in sizes]
+        want = torch.logsumexp(torch.cat(chunks), dim=0)
+        got = call(fn, [c.clone() for c in chunks], name="online_logsumexp")
+        got = torch.as_tensor(got, dtype=torch.float32)
+        if got.numel() == 1 and not torch.isfinite(got).all():
+            raise ExerciseError(f"online_logsumexp overflowed to {got.item()} for values up to "
+                                f"{max(c.abs().max().item() for c in chunks):.0f}: subtract the max before exp "
+                                f"(log Σ exp x = m + log Σ exp(x − m)), or merge with torch.logaddexp")
+        expect_close(got.reshape(()), want, f"online_logsumexp over chunks of sizes {sizes}",
+                     "keep a running value r (start at −inf) and merge each chunk: r = logaddexp(r, lse(chunk))",
+                     atol=1e-4, rtol=1e-5)
+    passed("online_logsumexp", "the tiled loss merges its row and column logsumexps this way")
