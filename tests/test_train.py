@@ -3,20 +3,17 @@ import json
 import math
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 
 import pytest
 import torch
-import torch.multiprocessing as mp
 
 import minclip
 from minclip import CLIP, CLIPConfig, train as T
-from minclip.loss import clip_loss, distributed_clip_loss
+from minclip.loss import clip_loss
 from minclip.optim import param_groups, warmup_cosine
-from minclip.parallel import Parallel
 
 
 def tiny_model(seed=0, patch_dropout=0.0):
@@ -74,45 +71,6 @@ def test_optimizer_groups_and_schedule():
     assert all(f(s) >= f(s + 1) for s in range(10, 110))
 
 
-def _ddp_worker(rank, world, port, images, tokens, queue):
-    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    torch.set_num_threads(1)
-    par = Parallel.setup("cpu")
-    model = tiny_model()
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    b = images.shape[0] // world
-    shard = slice(rank * b, (rank + 1) * b)
-    T.train_step(model, images[shard], tokens[shard], distributed_clip_loss, accum_steps=2)
-    par.average_gradients(model)
-    opt.step()
-    if rank == 0:
-        queue.put({k: v.clone() for k, v in model.state_dict().items()})
-    par.close()
-
-
-@pytest.mark.slow
-def test_two_ranks_of_half_batch_equal_one_rank_of_full_batch():
-    images, tokens = batch(16)
-    model = tiny_model()
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    T.train_step(model, images, tokens, clip_loss)
-    opt.step()
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    ctx = mp.get_context("spawn")
-    queue = ctx.Queue()
-    procs = [ctx.Process(target=_ddp_worker, args=(r, 2, port, images, tokens, queue)) for r in range(2)]
-    for p in procs:
-        p.start()
-    ranked = queue.get(timeout=120)
-    for p in procs:
-        p.join(60)
-        assert p.exitcode == 0
-    for k, v in model.state_dict().items():
-        torch.testing.assert_close(ranked[k], v, atol=1e-6, rtol=1e-5, msg=k)
-
-
 def run_cli(*args, **kw):
     return subprocess.run([sys.executable, "-m", "minclip.train", *args], capture_output=True, text=True, **kw)
 
@@ -120,13 +78,14 @@ def run_cli(*args, **kw):
 @pytest.mark.slow
 def test_smoke_run_learns_and_writes_its_folder(tmp_path):
     out = tmp_path / "run"
-    r = run_cli("--steps", "60", "--batch-size", "64", "--warmup", "10", "--out", str(out), "--save-every", "30")
+    r = run_cli("--steps", "60", "--batch-size", "64", "--warmup", "10", "--out", str(out), "--save-every", "30",
+                "--domains", "mix", "--objects", "1,3")
     assert r.returncode == 0, r.stderr[-2000:]
     for name in ("config.json", "tokenizer.json", "checkpoint.pt", "metrics.jsonl", "zeroshot.json"):
         assert (out / name).exists(), name
     lines = [json.loads(s) for s in (out / "metrics.jsonl").read_text().splitlines()]
     losses = [m["loss"] for m in lines if "loss" in m]
-    assert losses[-1] < losses[0] - 0.5  # it learns something in 60 steps
+    assert losses[-1] < losses[0] - 0.25  # it learns something in 60 steps (chance is log 64 = 4.16)
     zs = json.loads((out / "zeroshot.json").read_text())
     assert zs["seen"] > 2 / 64  # better than chance on 64 classes
     model, tokenizer, preprocess = minclip.load(out)
