@@ -1,0 +1,88 @@
+"""LiT, locked-image text tuning (Zhai et al. 2022, arXiv 2111.07991): take an image tower trained some other way,
+lock it, and train only a text tower to map captions onto its embeddings, with CLIP's loss.
+
+    I_e  = normalize(locked_visual(images))     (B, E) no gradient: the embedding space is given
+    T_e  = normalize(text(tokens))              (B, E) trained from scratch
+    loss = clip_loss(I_e, T_e, exp(t))          the temperature t is learned too
+
+The result is a minclip.CLIP, so it classifies zero-shot like one (and minclip.load opens its run). It gives the
+SimCLR, MAE and supervised towers a zero-shot classifier, and asks how much of what a caption says their embedding
+spaces already hold. LiT's finding (§4): with a good pre-trained tower, locking it ("Lu") beats training both towers
+from scratch ("uu"), because contrastive image-text data teaches the image tower less than good pre-training does.
+
+    python -m baselines.lit --tower runs/simclr --steps 1500 --out runs/lit-simclr
+"""
+import copy
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from baselines import common
+from minclip.config import CLIPConfig
+from minclip.data.transforms import clip_preprocess
+from minclip.loss import clip_loss
+from minclip.model import CLIP
+from minclip.pairs import make_tokenizer
+from minclip.train import arg
+
+
+def build(model_config: dict) -> CLIP:
+    """The model a checkpoint's model_config describes (baselines.common.load calls this)."""
+    return CLIP(CLIPConfig.from_dict(model_config))
+
+
+def locked_clip(tower) -> CLIP:
+    """A CLIP whose image tower is `tower.visual` (copied, requires_grad False) and whose text tower is new.
+
+    tower: any model with `.config` (a CLIPConfig) and `.visual`: a baseline, or a minclip CLIP. Its text config
+    (its preset's) sizes the new text tower; the embedding width E is the locked tower's output width.
+    """
+    config = copy.deepcopy(tower.config)
+    config.vision.patch_dropout = 0.0  # a FLIP tower, once locked, sees every patch
+    model = CLIP(config)
+    model.visual.load_state_dict(tower.visual.state_dict())
+    model.visual.requires_grad_(False)
+    return model
+
+
+@dataclass
+class LiTRun(common.RunConfig):
+    tower: str = arg("", "the image tower to lock: a run folder or checkpoint of baselines.simclr, .mae, "
+                         ".supervised, or of minclip.train (CLIP, FLIP)")
+    out: str = arg("runs/lit", "run folder: config.json, metrics.jsonl, checkpoint.pt, summary.json")
+    weight_decay: float = arg(0.2, "AdamW decoupled weight decay on weight matrices (CLIP: 0.2)")
+
+    def check(self) -> None:
+        super().check()
+        tower = Path(self.tower)
+        if not self.resume and not (tower.is_file() or (tower / "checkpoint.pt").is_file()):
+            raise ValueError(f"--tower {self.tower!r} is not a run folder or checkpoint; train one first, e.g. "
+                             "`python -m baselines.simclr --steps 1500 --out runs/simclr`, then --tower runs/simclr")
+
+
+def train(cfg: LiTRun) -> dict:
+    """Train (or resume) the text tower of a LiT model on ShapeWorld's image-caption pairs; returns the summary."""
+    cfg, state = common.start(cfg)
+    if state is not None:  # the checkpoint holds the locked tower too
+        model = build(state["model_config"])
+        model.visual.requires_grad_(False)
+    else:
+        model = locked_clip(common.load(cfg.tower).model)
+    device = common.resolve_device(cfg)
+    run = common.Run(cfg, state, model.config.to_dict(), model.to(device), device,
+                     common.pair_source(cfg, model.config))
+    tokenizer = make_tokenizer(model.config, state, run.source.corpus)
+    preprocess = clip_preprocess(model.config.vision.image_size)
+
+    def loss(step):
+        images, tokens = run.source.batch(step, tokenizer, preprocess, device)
+        with torch.no_grad():  # locked: no activations kept, no gradient computed
+            image_embeds = model.encode_image(images)  # (B, E)
+        return clip_loss(image_embeds, model.encode_text(tokens), model.logit_scale.exp().clamp(max=100.0))
+
+    return common.fit(run, "lit", loss, tokenizer)
+
+
+if __name__ == "__main__":
+    common.main(LiTRun, train, "lit", __doc__)

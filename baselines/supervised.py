@@ -1,0 +1,98 @@
+"""The supervised baseline: the same image tower, trained with cross-entropy on ShapeWorld's labels.
+
+This is the deck's "ResNet-50 trained on ImageNet", scaled down: a model that learns its test classes from labelled
+images of one distribution (the photo domain by default) and nothing else.
+
+    logits = head(visual(images))          (B, K), K = the task's classes (64 colour-shape pairs)
+    loss   = cross_entropy(logits, labels)
+
+CLIP §3.3 (Fig. 13) places zero-shot CLIP against many such models: across them, accuracy under distribution
+shift follows a line of in-distribution accuracy, and a model's *effective robustness* is its height above that
+line. --width, --layers and --steps train the family that line is fitted on (baselines/compare.py).
+
+    python -m baselines.supervised --steps 1500 --domains photo --out runs/supervised
+"""
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from baselines import common
+from minclip.config import CLIPConfig
+from minclip.data import ShapeWorld, clip_preprocess
+from minclip.data.shapeworld import DOMAINS, TASKS
+from minclip.pairs import step_seed
+from minclip.train import arg
+
+
+class Supervised(common.ImageTower):
+    """minclip's image tower and a linear classifier over the classes of a ShapeWorld task.
+    `forward(images (B, 3, H, W)) -> logits (B, K)`; `encode_image(images) -> (B, E)` are the features the
+    classifier reads, as CLIP's."""
+
+    def __init__(self, config: CLIPConfig, task: str = "color_shape"):
+        super().__init__(config)
+        self.head = nn.Linear(config.embed_dim, len(TASKS[task]))
+
+    def forward(self, images):
+        return self.head(self.visual(images))  # (B, E) -> (B, K)
+
+
+def build(model_config: dict) -> Supervised:
+    """The model a checkpoint's model_config describes (baselines.common.load calls this)."""
+    return common.from_config(Supervised, model_config)
+
+
+@dataclass
+class SupervisedRun(common.RunConfig):
+    out: str = arg("runs/supervised", "run folder: config.json, metrics.jsonl, checkpoint.pt, summary.json")
+    domains: str = arg("photo", "comma-separated ShapeWorld domains of the labelled training images (one: photo, "
+                                "the in-distribution domain; the others are the distribution shift)")
+    task: str = arg("color_shape", "the ShapeWorld task whose labels are learned: " + ", ".join(TASKS))
+    init: str = arg("", "fine-tune: start the image tower from this run's (a baseline or minclip run with the same "
+                        "tower); '' = from scratch")
+
+    def check(self) -> None:
+        super().check()
+        if self.task not in TASKS:
+            raise ValueError(f"--task {self.task!r} is unknown; choose one of {list(TASKS)}")
+        if self.init and not self.resume and not (Path(self.init) / "checkpoint.pt").exists():
+            raise ValueError(f"--init {self.init!r} holds no checkpoint.pt; pass a run folder, e.g. runs/mae")
+        unknown = set(self.domains.split(",")) - set(DOMAINS)
+        if unknown:
+            raise ValueError(f"--domains: unknown {sorted(unknown)}; choose from {list(DOMAINS)}")
+
+
+def labelled_batch(world: ShapeWorld, task: str, domains: list, n: int, seed: int):
+    """n labelled training images (seen colour-shape pairs only), split evenly over `domains`, each part drawn with
+    its own seed -> (images uint8 (n, 3, H, W), labels (n,))."""
+    parts = [world.classification(task, "train", domain, n=len(range(i, n, len(domains))), seed=step_seed(seed, i))
+             for i, domain in enumerate(domains)]
+    return torch.cat([p.images for p in parts]), torch.cat([p.labels for p in parts])
+
+
+def train(cfg: SupervisedRun) -> dict:
+    """Train (or resume) a supervised run; returns the summary."""
+    run = common.prepare(cfg, build, "task")
+    cfg, model = run.cfg, run.model
+    if cfg.init and run.state is None:  # fine-tuning (MAE §4.1): every weight trains, from a pre-trained start
+        try:
+            model.visual.load_state_dict(common.load(cfg.init).model.visual.state_dict())
+        except RuntimeError as error:
+            raise ValueError(f"--init {cfg.init}: its image tower differs from this run's; pass the --preset, "
+                             f"--width and --layers it was trained with ({error})") from error
+    world = ShapeWorld(seed=0, image_size=model.config.vision.image_size)  # world 0: the held-out pairs of CLIP's
+    preprocess = clip_preprocess(model.config.vision.image_size)
+
+    def loss(step):
+        images, labels = labelled_batch(world, cfg.task, cfg.domains.split(","), cfg.batch_size,
+                                        step_seed(cfg.seed, step, 0))
+        return F.cross_entropy(model(preprocess(images.to(run.device))), labels.to(run.device))
+
+    return common.fit(run, "supervised", loss)
+
+
+if __name__ == "__main__":
+    common.main(SupervisedRun, train, "supervised", __doc__)
