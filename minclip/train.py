@@ -232,9 +232,32 @@ def train(cfg: TrainConfig) -> dict:
         result = source.zeroshot(model, tokenizer, preprocess, n=2000)
         (out / "zeroshot.json").write_text(json.dumps({**result, "steps": cfg.steps, "train_seconds": log.seconds}))
         log.eval(cfg.steps, result, final=True)
+        save_figures(out, source.shapeworld, model, tokenizer, preprocess)
     log.close()
     par.close()
     return result
+
+
+@torch.no_grad()
+def save_figures(out: Path, world, model, tokenizer, preprocess) -> None:
+    """OUT/similarity.png: 8 fresh photos against their captions. OUT/predictions.png: zero-shot on 4 photos of seen
+    colour-shape pairs and 4 of held-out pairs, with the top 3 classes (green: the true one)."""
+    from . import plots
+    from .data import ShapeWorld
+    from .zeroshot import image_features, zeroshot_classifier
+    model.eval()
+    images, captions = world.pretraining(8, seed=2024, domains=["photo"], objects=(1, 1))
+    device = next(model.parameters()).device
+    tokens = tokenizer(captions, context_length=model.context_length, truncate=True).to(device)
+    sim = image_features(model, images, preprocess) @ model.encode_text(tokens, normalize=True).T  # (8, 8)
+    plots.similarity_matrix(sim, captions, images).savefig(out / "similarity.png", dpi=110, bbox_inches="tight")
+    views = [world.classification("color_shape", split=split, n=4, seed=2024) for split in ("test", "unseen")]
+    images, labels = torch.cat([v.images for v in views]), torch.cat([v.labels for v in views])  # (8, 3, H, W), (8,)
+    classnames = views[0].classnames
+    W = zeroshot_classifier(model, tokenizer, classnames, ShapeWorld.templates("color_shape"))  # (E, 64)
+    probs = (model.logit_scale.exp() * image_features(model, images, preprocess) @ W).softmax(dim=1)  # (8, 64)
+    plots.zeroshot_predictions(images, probs, classnames, labels).savefig(out / "predictions.png", dpi=110,
+                                                                          bbox_inches="tight")
 
 
 class Logger:

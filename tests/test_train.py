@@ -81,7 +81,8 @@ def test_smoke_run_learns_and_writes_its_folder(tmp_path):
     r = run_cli("--steps", "60", "--batch-size", "64", "--warmup", "10", "--out", str(out), "--save-every", "30",
                 "--domains", "mix", "--objects", "1,3")
     assert r.returncode == 0, r.stderr[-2000:]
-    for name in ("config.json", "tokenizer.json", "checkpoint.pt", "metrics.jsonl", "zeroshot.json"):
+    for name in ("config.json", "tokenizer.json", "checkpoint.pt", "metrics.jsonl", "zeroshot.json", "similarity.png",
+                 "predictions.png"):
         assert (out / name).exists(), name
     lines = [json.loads(s) for s in (out / "metrics.jsonl").read_text().splitlines()]
     losses = [m["loss"] for m in lines if "loss" in m]
@@ -112,6 +113,24 @@ def test_resume_after_sigkill_is_bit_identical(tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     a, b = minclip.load(tmp_path / "a")[0].state_dict(), minclip.load(tmp_path / "b")[0].state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.slow
+def test_two_ranks_of_half_the_batch_equal_one_process(tmp_path):
+    """torchrun with 2 CPU processes (gloo) of B/2 pairs each trains the same weights as one process of B."""
+    args = ["--steps", "3", "--batch-size", "32", "--warmup", "1", "--seed", "5", "--eval-every", "1000", "--quiet"]
+    one = run_cli(*args, "--out", str(tmp_path / "one"))
+    assert one.returncode == 0, one.stderr[-2000:]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                          "-m", "minclip.train", *args, "--out", str(tmp_path / "two")],
+                         capture_output=True, text=True, env=env, timeout=600)
+    assert two.returncode == 0, two.stderr[-3000:]
+    a, b = minclip.load(tmp_path / "one")[0].state_dict(), minclip.load(tmp_path / "two")[0].state_dict()
+    start = tiny_model(5).state_dict()
+    assert any(not torch.equal(a[k], start[k]) for k in a), "the weights never moved; the test proves nothing"
+    for k in a:  # float sums in another order: equal to rounding, after 3 AdamW steps
+        torch.testing.assert_close(b[k], a[k], atol=2e-5, rtol=1e-4, msg=k)
 
 
 def test_nan_loss_stops_with_a_clear_message(tmp_path, monkeypatch):
