@@ -43,7 +43,7 @@ def tiny_open_clip(config: CLIPConfig):
     """The tiny preset built by open_clip itself."""
     v, t = config.vision, config.text
     return open_clip.model.CLIP(
-        config.embed_dim, quick_gelu=True,
+        config.embed_dim, quick_gelu=config.quick_gelu,
         vision_cfg=open_clip.model.CLIPVisionCfg(layers=v.layers, width=v.width, head_width=v.width // v.heads,
                                                  patch_size=v.patch_size, image_size=v.image_size),
         text_cfg=open_clip.model.CLIPTextCfg(context_length=t.context_length, vocab_size=t.vocab_size,

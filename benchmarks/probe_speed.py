@@ -102,15 +102,15 @@ def main():
                 results[name] = jobs[name]()
                 seconds[name].append(time.perf_counter() - t0)
     t = {name: min(s) for name, s in seconds.items()}
-    base = {"n": 10_000, "d": 512, "k": 100, "threads": args.threads, "repeats": args.repeats}
+    base = {"d": 512, "k": 100, "threads": args.threads, "repeats": args.repeats}
     for bench, mine, theirs, sk_tol in [("probe_sweep_default_tol", "minclip", ("sklearn_warm", "sklearn_cold"), 1e-4),
                                         ("probe_sweep_matched_tol", "minclip", ("sklearn_warm_matched",), tol),
                                         ("probe_single_fit", "minclip_single", ("sklearn_single",), 1e-4),
                                         ("probe_single_fit_matched_tol", "minclip_single", ("sklearn_single_matched",),
                                          tol)]:
         C, acc, sweep = results[mine]
-        line = {"bench": bench, **base, "n_C": len(sweep) or 1, "sklearn_tol": sk_tol, "minclip_s": round(t[mine], 2),
-                "minclip_C": C, "minclip_acc": round(acc, 4)}
+        line = {"bench": bench, "n": len(x) if sweep else len(Xtr), **base, "n_C": len(sweep) or 1,
+                "sklearn_tol": sk_tol, "minclip_s": round(t[mine], 2), "minclip_C": C, "minclip_acc": round(acc, 4)}
         for name in theirs:
             short = name.replace("sklearn_", "")
             line.update({f"sklearn_{short}_s": round(t[name], 2), f"sklearn_{short}_C": results[name][0],
