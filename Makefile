@@ -14,6 +14,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
+	rm -rf runs/demo  # a fresh demo run each time (train refuses to overwrite a run folder)
 	$(PY) -m minclip.train --preset tiny --data shapeworld --minutes 3 --out runs/demo --seed 0
 
 test: $(STAMP)

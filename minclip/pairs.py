@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from .data import ShapeWorld
+from .data.shapeworld import Pretraining
 from .tokenizer import CLIPTokenizer
 from .zeroshot import image_features, zeroshot_classifier
 
@@ -34,15 +35,15 @@ class PairSource:
             self.dataset = ImageCaptionCSV(cfg.csv, cfg.image_root, image_size=model_config.vision.image_size)
 
     def pairs(self, step: int):
-        """uint8 images (b, 3, H, W) and b captions for this rank at this step."""
+        """Pretraining(images uint8 (b, 3, H, W), b captions) for this rank at this step."""
         if self.cfg.data == "shapeworld":
             # every rank renders the whole batch of this step and keeps its slice, so that two ranks of B/2 train on
             # exactly the pairs one process of B would (rendering is ~60,000 images/s a core: cheap next to a step)
-            seed = step_seed(self.cfg.seed, step, 0)
-            images, captions = self.shapeworld.pretraining(self.cfg.batch_size, seed=seed, domains=self.domains,
-                                                           objects=self.objects, caption_style=self.cfg.captions)
+            batch = self.shapeworld.pretraining(self.cfg.batch_size, seed=step_seed(self.cfg.seed, step, 0),
+                                                domains=self.domains, objects=self.objects,
+                                                caption_style=self.cfg.captions)
             mine = slice(self.rank * self.local, (self.rank + 1) * self.local)
-            return images[mine], captions[mine]
+            return Pretraining(batch.images[mine], batch.captions[mine])
         # an image-caption file: a fresh seeded permutation each epoch; this rank takes its slice of the batch
         n, B = len(self.dataset), self.cfg.batch_size
         start = step * B + self.rank * self.local
@@ -50,7 +51,7 @@ class PairSource:
         order = torch.randperm(n, generator=torch.Generator().manual_seed(step_seed(self.cfg.seed, epoch)))
         idx = [int(order[(start + i) % n]) for i in range(self.local)]
         items = [self.dataset[i] for i in idx]
-        return torch.stack([img for img, _ in items]), [cap for _, cap in items]
+        return Pretraining(torch.stack([img for img, _ in items]), [cap for _, cap in items])
 
     def batch(self, step: int, tokenizer, preprocess, device):
         images, captions = self.pairs(step)

@@ -16,7 +16,7 @@ from minclip.probe import LowShotCurve
 from minclip.robustness import EPS, RobustnessLine
 
 STYLE = "whitegrid"
-LOGIT_TICKS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99)
+LOGIT_TICKS = (0.001, 0.01, 0.05, 0.2, 0.5, 0.8, 0.95, 0.99, 0.999)
 
 
 def _hwc(image: Tensor):
@@ -118,7 +118,7 @@ def robustness_scatter(points: dict, line: Optional[RobustnessLine] = None) -> F
     lo, hi = max(min(xs + ys) / 2, EPS), 1 - max(1 - max(xs + ys), EPS) / 2
     grid = [float(t) for t in torch.sigmoid(torch.linspace(math.log(lo / (1 - lo)), math.log(hi / (1 - hi)), 100))]
     with sns.axes_style(STYLE):
-        fig = Figure(figsize=(5.5, 5))
+        fig = Figure(figsize=(6.5, 6))
         ax = fig.subplots()
         ax.plot(grid, grid, color="gray", linestyle="--", label="y = x (perfectly robust)")
         if line is not None:

@@ -331,7 +331,10 @@ def main(argv=None) -> None:
         cfg.check()
     except ValueError as error:
         sys.exit(f"error: {error}")
-    train(cfg)
+    result = train(cfg)
+    if result:  # the main process of a ShapeWorld run
+        print(f"zero-shot on 2,000 fresh photos, 64 classes: seen pairs {result['seen']:.1%}, held-out pairs "
+              f"{result['unseen']:.1%}. Figures: {Path(cfg.out) / 'similarity.png'}, {Path(cfg.out) / 'predictions.png'}")
 
 
 if __name__ == "__main__":
