@@ -63,4 +63,5 @@ class Parallel:
 
     def close(self) -> None:
         if self.world > 1 and dist.is_initialized():
+            dist.barrier()  # every rank is done before any tears down: rank 0 hosts the rendezvous store
             dist.destroy_process_group()

@@ -37,6 +37,7 @@ def _worker(rank: int, port: int, out_dir: str) -> None:
         torch.save({"loss": loss.detach(), "image": image.grad, "text": text.grad, "scale": scale.grad,
                     "gathered": gathered}, os.path.join(out_dir, f"rank{rank}.pt"))
     finally:
+        dist.barrier()  # both ranks are done before either tears down (rank 0 hosts the store)
         dist.destroy_process_group()
 
 
