@@ -146,12 +146,12 @@ def resolve(cfg: TrainConfig, model_config: CLIPConfig) -> TrainConfig:
 
 def calibrate_steps(model, source, tokenizer, preprocess, cfg, loss_fn, device) -> int:
     """How many steps fit in --minutes: time whole steps (data, forward, backward, AdamW) on a throwaway copy of the
-    model, without touching any RNG; the median of steps 5-12 sets the count (the first ones allocate and warm up)."""
+    model, without touching any RNG; the median of steps 5-20 sets the count (the first ones allocate and warm up)."""
     probe = copy.deepcopy(model)
     optimizer = adamw(probe, cfg.lr, cfg.weight_decay, (0.9, cfg.beta2), cfg.eps)
     times = []
     with torch.random.fork_rng(devices=[]):
-        for step in range(12):
+        for step in range(20):
             t0 = time.perf_counter()
             images, tokens = source.batch(step, tokenizer, preprocess, device)
             train_step(probe, images, tokens, loss_fn, cfg.accum_steps)
