@@ -6,7 +6,7 @@ import torch
 
 import minclip
 from minclip import CLIP, CLIPConfig
-from minclip.encoders.transformer import QuickGELU
+from minclip.encoders.transformer import QuickGELU, Transformer
 
 
 def tiny(**vision):
@@ -78,6 +78,24 @@ def test_text_padding_and_trimming_do_not_change_embeddings(gen):
         other[0, eot[0] + 1:] = 7
         # the row is no longer padded with 0, but its EOT (the max id) is still at the same place
         torch.testing.assert_close(model.encode_text(other)[0], model.encode_text(padded)[0], atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_readout_equals_the_full_stack(gen, causal):
+    """The last block computing only the read-out tokens gives the same states and gradients as running every
+    token through every block and picking the read-out rows afterwards (what open_clip does)."""
+    torch.manual_seed(0)
+    stack = Transformer(width=24, layers=3, heads=3).double()
+    x = torch.randn(6, 11, 24, generator=gen, dtype=torch.float64, requires_grad=True)
+    readout = torch.tensor([0, 10, 3, 7, 0, 5])  # (B,) one token per row, anywhere in the row
+    full = stack(x, causal=causal)[torch.arange(6), readout]  # (B, D) the slow way
+    fast = stack(x, causal=causal, readout=readout)  # (B, D)
+    torch.testing.assert_close(fast, full, atol=1e-12, rtol=0)
+    w = torch.randn(6, 24, generator=gen, dtype=torch.float64)
+    g_full = torch.autograd.grad((full * w).sum(), [x, *stack.parameters()])
+    g_fast = torch.autograd.grad((fast * w).sum(), [x, *stack.parameters()])
+    for a, b in zip(g_fast, g_full):
+        torch.testing.assert_close(a, b, atol=1e-12, rtol=0)
 
 
 def test_causal_mask_matters(gen):

@@ -31,6 +31,6 @@ class TextTransformer(nn.Module):
         # after it is dropped. The result is the same; a batch of short captions costs far less than L = 77.
         L = int(eot.max()) + 1
         x = self.token_embedding(tokens[:, :L]) + self.positional_embedding[:L]  # (B, L, D)
-        x = self.transformer(x, causal=True)  # (B, L, D)
-        x = self.ln_final(x[torch.arange(x.shape[0], device=x.device), eot])  # (B, D): the EOT token's state
+        x = self.transformer(x, causal=True, readout=eot)  # (B, D): the EOT token's final state
+        x = self.ln_final(x)
         return x @ self.text_projection  # (B, D) @ (D, E) -> (B, E)

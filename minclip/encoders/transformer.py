@@ -33,12 +33,20 @@ class Attention(nn.Module):
         self.in_proj_bias = nn.Parameter(torch.zeros(3 * width))
         self.out_proj = nn.Linear(width, width)
 
-    def forward(self, x, causal: bool = False):
+    def forward(self, x, causal: bool = False, readout=None):
+        """x (B, N, D) -> (B, N, D); with `readout` (B,) token indices, only those tokens ask: -> (B, 1, D)."""
         B, N, D = x.shape  # batch, tokens, width
+        H = self.heads
         qkv = F.linear(x, self.in_proj_weight, self.in_proj_bias)  # (B, N, 3D)
-        q, k, v = qkv.view(B, N, 3, self.heads, D // self.heads).permute(2, 0, 3, 1, 4)  # 3 x (B, H, N, D/H)
-        x = F.scaled_dot_product_attention(q, k, v, is_causal=causal)  # (B, H, N, D/H)
-        x = x.transpose(1, 2).reshape(B, N, D)  # (B, N, D): heads side by side again
+        q, k, v = qkv.view(B, N, 3, H, D // H).permute(2, 0, 3, 1, 4)  # 3 x (B, H, N, D/H)
+        mask = None
+        if readout is not None:  # one query per row: the token at `readout` (it still attends to every key)
+            q = q[torch.arange(B, device=x.device), :, readout].unsqueeze(2)  # (B, H, 1, D/H)
+            if causal:  # the query at position p sees keys 0..p
+                mask = (torch.arange(N, device=x.device) <= readout[:, None]).view(B, 1, 1, N)
+                causal = False
+        x = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal)  # (B, H, N or 1, D/H)
+        x = x.transpose(1, 2).reshape(B, -1, D)  # (B, N or 1, D): heads side by side again
         return self.out_proj(x)
 
 
@@ -57,14 +65,24 @@ class Block(nn.Module):
             ("c_proj", nn.Linear(hidden, width)),
         ]))
 
-    def forward(self, x, causal: bool = False):
-        x = x + self.attn(self.ln_1(x), causal=causal)  # (B, N, D)
-        x = x + self.mlp(self.ln_2(x))  # (B, N, D)
+    def forward(self, x, causal: bool = False, readout=None):
+        """x (B, N, D) -> (B, N, D); with `readout` (B,) token indices, only those tokens' states: -> (B, 1, D)."""
+        h = self.attn(self.ln_1(x), causal=causal, readout=readout)  # (B, N or 1, D)
+        if readout is not None:
+            x = x[torch.arange(x.shape[0], device=x.device), readout].unsqueeze(1)  # (B, 1, D)
+        x = x + h
+        x = x + self.mlp(self.ln_2(x))  # (B, N or 1, D)
         return x
 
 
 class Transformer(nn.Module):
-    """A stack of blocks. `causal=True` lets token i attend only to tokens <= i (the text tower)."""
+    """A stack of blocks. `causal=True` lets token i attend only to tokens <= i (the text tower).
+
+    CLIP reads one token per row out of the last block (the image's class token, the caption's EOT). The other
+    tokens' outputs of the last block are never read, so `readout` (B,) skips them: the last block computes keys
+    and values for every token but its attention output, residual and MLP for the read-out token only. Same result
+    (tests/test_model.py checks it against the full stack), a third less work in a 3-block tower.
+    """
 
     def __init__(self, width: int, layers: int, heads: int, mlp_ratio: float = 4.0, quick_gelu: bool = True):
         super().__init__()
@@ -84,7 +102,9 @@ class Transformer(nn.Module):
             nn.init.normal_(block.mlp.c_fc.weight, std=fc_std)
             nn.init.normal_(block.mlp.c_proj.weight, std=proj_std)
 
-    def forward(self, x, causal: bool = False):
-        for block in self.resblocks:
+    def forward(self, x, causal: bool = False, readout=None):
+        """x (B, N, D) -> (B, N, D) every token's final state; with `readout` (B,) -> (B, D) those tokens' only."""
+        for block in self.resblocks[:-1]:
             x = block(x, causal=causal)
-        return x
+        x = self.resblocks[-1](x, causal=causal, readout=readout)  # (B, N, D), or (B, 1, D) with readout
+        return x if readout is None else x.squeeze(1)
