@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import nbformat
+import torch
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -60,3 +61,16 @@ def test_student_copies_are_current():
 def test_stub_keeps_indentation():
     src = "def f(x):\n    ### BEGIN SOLUTION\n    return x + 1\n    ### END SOLUTION\ncheck(f)\n"
     assert stub(src) == "def f(x):\n    # YOUR CODE HERE\n    raise NotImplementedError(\"exercise\")\ncheck(f)\n"
+
+
+def test_nearest_neighbour_checks_explain_the_usual_mistakes():
+    from minclip.exercises.prompts import check_zeroshot_predict
+    from minclip.exercises.quickstart import check_retrieval
+    with pytest.raises(ExerciseError, match="plain dot products: normalise the image embeddings"):
+        check_retrieval(lambda images, texts: (texts @ images.T).argmax(dim=1))
+    with pytest.raises(ExerciseError, match="plain dot products: normalise the class embeddings"):
+        check_zeroshot_predict(lambda images, classes: (images @ classes.T).argmax(dim=1))
+    with pytest.raises(ExerciseError, match=r"one image index per caption, shape \(4,\)"):
+        check_retrieval(lambda images, texts: texts @ images.T)
+    with pytest.raises(ExerciseError, match="with every class, then argmax over the classes"):
+        check_zeroshot_predict(lambda images, classes: torch.zeros(len(images), dtype=torch.long) + 1)

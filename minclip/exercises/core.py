@@ -1,5 +1,6 @@
 """The machinery every check shares: call the student's function safely, compare, and explain failures."""
 import torch
+import torch.nn.functional as F
 
 
 class ExerciseError(AssertionError):
@@ -29,6 +30,25 @@ def expect_close(got, want, what: str, hint: str, atol: float = 1e-5, rtol: floa
     if not torch.allclose(got.double(), want.double(), atol=atol, rtol=rtol):
         worst = (got.double() - want.double()).abs().max().item()
         raise ExerciseError(f"{what}: values differ from the reference by up to {worst:.3g}. {hint}")
+
+
+def expect_nearest(got, queries, keys, name: str, per: str, over: str) -> None:
+    """Check a "most similar key for each query" answer: got (Q,) must be argmax_k cos(query, key).
+
+    Explains the two usual mistakes: the wrong shape, and plain dot products where cosines were asked for (then the
+    longest key vector wins, whatever its direction). `per` and `over` name the queries and keys ("image", "class").
+    """
+    want = (F.normalize(queries, dim=1) @ F.normalize(keys, dim=1).T).argmax(dim=1)  # (Q,)
+    overs = over + ("es" if over.endswith("s") else "s")  # images, classes
+    if not isinstance(got, torch.Tensor) or got.shape != want.shape:
+        raise ExerciseError(f"{name} should return one {over} index per {per}, shape ({len(want)},), got "
+                            f"{getattr(got, 'shape', type(got).__name__)}: argmax over the {overs} (dim=1)")
+    if not torch.equal(got.long(), want):
+        dot = (queries @ keys.T).argmax(dim=1)
+        hint = (f"these are the argmaxes of plain dot products: normalise the {over} embeddings first, or the "
+                f"longest {over} vector wins whatever its direction" if torch.equal(got.long(), dot) else
+                f"compute the cosine similarities of every {per} with every {over}, then argmax over the {overs}")
+        raise ExerciseError(f"{name} gave {got.tolist()}, expected {want.tolist()}: {hint}")
 
 
 def passed(name: str, detail: str = "") -> bool:
