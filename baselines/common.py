@@ -12,13 +12,12 @@ A baseline supplies three things:
     fit(run, "simclr", loss)                # train, checkpoint, log
     model, tokenizer, preprocess = load("runs/simclr")  # any baseline run, or a minclip CLIP run
 """
-import argparse
 import importlib
 import json
 import math
 import sys
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, NamedTuple, Optional
 
@@ -26,7 +25,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from minclip import checkpoint, train
+from minclip import checkpoint, cli, train
 from minclip.config import CLIPConfig
 from minclip.data.transforms import clip_preprocess
 from minclip.io import atomic_save
@@ -34,7 +33,7 @@ from minclip.model import build_vision, check_images
 from minclip.optim import adamw, warmup_cosine
 from minclip.pairs import PairSource, step_seed
 from minclip.tokenizer import CLIPTokenizer
-from minclip.train import arg
+from minclip.cli import arg, parse_flags
 
 METHODS = ("simclr", "mae", "supervised", "lit", "slip")  # the modules of this package that `load` may rebuild
 
@@ -163,7 +162,7 @@ class ImageTower(nn.Module):
         return F.normalize(x, dim=-1) if normalize else x
 
 
-class Logger(train.Logger):
+class Logger(cli.Logger):
     """minclip.train's progress bar and metrics.jsonl, logging what every baseline has: loss, lr, images/s."""
 
     def step(self, step, loss, lr, seconds, batch_size):
@@ -265,26 +264,10 @@ def load(path, device: str = "cpu") -> Loaded:
     return Loaded(model.to(device).eval(), tokenizer, clip_preprocess(model.config.vision.image_size))
 
 
-class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """--help shows each flag's default and the module docstring as written (its shape diagram intact)."""
-
-
-def parse_args(config_class, argv=None, prog: str = "", description: str = ""):
-    """Command-line flags from the fields of a RunConfig subclass, as minclip.train.parse_args does."""
-    parser = argparse.ArgumentParser(prog=prog, description=description, formatter_class=HelpFormatter)
-    for f in fields(config_class):
-        if f.type in ("bool", bool):
-            parser.add_argument("--" + f.name.replace("_", "-"), action="store_true", help=f.metadata["help"])
-        else:
-            kind = {"int": int, "float": float, "str": str}.get(f.type, f.type)
-            parser.add_argument("--" + f.name.replace("_", "-"), type=kind, default=f.default, help=f.metadata["help"])
-    return config_class(**vars(parser.parse_args(argv)))
-
-
 def main(config_class, run: Callable, name: str, description: str, argv=None) -> None:
     """`python -m baselines.NAME`: parse the flags, refuse bad ones with a one-line error, then train."""
     try:
-        cfg = parse_args(config_class, argv, prog=f"python -m baselines.{name}", description=description)
+        cfg = parse_flags(config_class, argv, prog=f"python -m baselines.{name}", description=description)
         cfg.check()
     except ValueError as error:
         sys.exit(f"error: {error}")

@@ -27,6 +27,7 @@ from baselines import common, lit, mae, simclr, slip, supervised
 from baselines.evaluate import IN_DISTRIBUTION, eval_data, evaluate, head_accuracies, robustness
 from baselines.figures import accuracy_bars, low_shot_lines
 from minclip import train as minclip_train
+from minclip.cli import HelpFormatter
 from minclip.plots import robustness_scatter
 from minclip.robustness import RobustnessLine, effective_robustness, fit_robustness_line
 
@@ -199,7 +200,7 @@ def write_outputs(out: Path, report: dict) -> None:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="python -m baselines.compare", description=__doc__,
-                                     formatter_class=common.HelpFormatter)
+                                     formatter_class=HelpFormatter)
     parser.add_argument("--out", default="runs/compare", help="folder for the runs, results and figures")
     parser.add_argument("--budget", default="cpu", choices=["cpu", "gpu"], help="steps, batch and evaluation sizes")
     parser.add_argument("--smoke", action="store_true", help="a few steps of everything (CI): the plumbing only")

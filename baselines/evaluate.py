@@ -18,6 +18,7 @@ import torch
 
 from baselines import common
 from baselines.supervised import Supervised
+from minclip.cli import HelpFormatter
 from minclip.data import ShapeWorld
 from minclip.probe import knn_accuracy, linear_probe, low_shot_curve
 from minclip.zeroshot import image_features, zeroshot_classifier
@@ -118,7 +119,7 @@ def robustness(metrics: dict) -> Robustness:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="python -m baselines.evaluate", description=__doc__,
-                                     formatter_class=common.HelpFormatter)
+                                     formatter_class=HelpFormatter)
     parser.add_argument("runs", nargs="+", help="run folders or checkpoints (baselines or minclip.train)")
     parser.add_argument("--n-train", type=int, default=2240, help="the probes' training pool (>= 896 for 16 shots)")
     parser.add_argument("--n-test", type=int, default=1000, help="test images per domain")

@@ -24,7 +24,7 @@ from baselines import common
 from minclip.config import CLIPConfig
 from minclip.data.transforms import clip_preprocess
 from minclip.encoders.transformer import Transformer
-from minclip.train import arg
+from minclip.cli import arg
 
 
 def patchify(images, P: int):

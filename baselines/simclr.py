@@ -21,7 +21,7 @@ from baselines import common
 from minclip.config import CLIPConfig
 from minclip.data.transforms import SimCLRAugment
 from minclip.loss import nt_xent_loss
-from minclip.train import arg
+from minclip.cli import arg
 
 
 class ProjectionHead(nn.Sequential):

@@ -22,7 +22,7 @@ from minclip.data.transforms import clip_preprocess
 from minclip.loss import clip_loss
 from minclip.model import CLIP
 from minclip.pairs import make_tokenizer
-from minclip.train import arg
+from minclip.cli import arg
 
 
 class SLIP(CLIP):

@@ -24,7 +24,7 @@ from minclip.config import CLIPConfig
 from minclip.data import ShapeWorld, clip_preprocess
 from minclip.data.shapeworld import DOMAINS, TASKS
 from minclip.pairs import step_seed
-from minclip.train import arg
+from minclip.cli import arg
 
 
 class Supervised(common.ImageTower):

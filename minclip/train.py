@@ -4,18 +4,18 @@ One step: a batch of (image, caption) pairs -> CLIP.forward -> clip_loss -> back
 temperature (CLIP §2.5). Multi-GPU: `torchrun --nproc_per_node 8 -m minclip.train ...`; each rank encodes its share
 of the batch and the loss sees all of it through gather-with-grad (minclip/loss.py).
 """
-import argparse
 import copy
 import json
 import math
 import sys
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 
 from . import checkpoint
+from .cli import Logger, arg, parse_flags
 from .config import CLIPConfig
 from .loss import clip_loss, distributed_clip_loss
 from .model import CLIP
@@ -23,10 +23,6 @@ from .optim import adamw, warmup_cosine
 from .pairs import PairSource, make_tokenizer
 from .data.transforms import clip_preprocess
 from .parallel import Parallel
-
-
-def arg(default, help):
-    return field(default=default, metadata={"help": help})
 
 
 @dataclass
@@ -268,61 +264,8 @@ def save_figures(out: Path, world, model, tokenizer, preprocess) -> None:
                                                                           bbox_inches="tight")
 
 
-class Logger:
-    """A tqdm bar (loss, logit scale, throughput), metrics.jsonl and, optionally, TensorBoard."""
-
-    def __init__(self, out: Path, cfg: TrainConfig, active: bool, start: int):
-        from tqdm.auto import tqdm
-        self.active, self.every, self.seconds, self.out = active, cfg.log_every, 0.0, out
-        self.bar = tqdm(total=cfg.steps, initial=start, disable=not active or cfg.quiet, unit="step",
-                        dynamic_ncols=True)
-        self.tb = None
-        if active and cfg.tensorboard:
-            from torch.utils.tensorboard import SummaryWriter
-            self.tb = SummaryWriter(out / "tensorboard")
-
-    def write(self, record: dict) -> None:
-        with open(self.out / "metrics.jsonl", "a") as f:
-            f.write(json.dumps(record) + "\n")
-        if self.tb is not None:
-            for k, v in record.items():
-                if k != "step" and isinstance(v, (int, float)):
-                    self.tb.add_scalar(k, v, record["step"])
-
-    def step(self, step, loss, scale, lr, seconds, batch_size):
-        self.bar.update(1)
-        self.seconds += seconds  # training time only: evaluation and checkpoints are not counted
-        pairs_per_s = batch_size / seconds
-        if not self.active:
-            return
-        self.bar.set_postfix(loss=f"{loss:.3f}", scale=f"{scale:.1f}", pairs_s=f"{pairs_per_s:.0f}")
-        if step % self.every == 0:
-            self.write({"step": step, "loss": loss, "logit_scale": scale, "lr": lr, "pairs_per_s": pairs_per_s,
-                        "time": time.time()})
-
-    def eval(self, step, metrics, final=False):
-        if self.active:
-            self.write({"step": step, **{f"zeroshot_{k}": v for k, v in metrics.items()}})
-            self.bar.write(("final " if final else "") + f"step {step}: zero-shot " +
-                           ", ".join(f"{k} {v:.3f}" for k, v in metrics.items()))
-
-    def close(self):
-        self.bar.close()
-        if self.tb is not None:
-            self.tb.close()
-
-
 def parse_args(argv=None) -> TrainConfig:
-    parser = argparse.ArgumentParser(prog="python -m minclip.train", description=__doc__,
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    for f in fields(TrainConfig):
-        flag = "--" + f.name.replace("_", "-")
-        if f.type in ("bool", bool):
-            parser.add_argument(flag, action="store_true", help=f.metadata["help"])
-        else:
-            kind = {"int": int, "float": float, "str": str}.get(f.type, f.type)
-            parser.add_argument(flag, type=kind, default=f.default, help=f.metadata["help"])
-    return TrainConfig(**vars(parser.parse_args(argv)))
+    return parse_flags(TrainConfig, argv, prog="python -m minclip.train", description=__doc__)
 
 
 def main(argv=None) -> None:

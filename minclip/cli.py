@@ -1,0 +1,78 @@
+"""What a training run takes on the command line and what it shows: `python -m minclip.train` and every
+`python -m baselines.NAME` share this.
+
+A run's settings are one dataclass whose fields carry their help text (`arg`); `parse_flags` turns the fields into
+`--flags`, so the dataclass is the one list of options, for the command line, for notebooks and for config.json.
+"""
+import argparse
+import json
+import time
+from dataclasses import field, fields
+from pathlib import Path
+
+
+def arg(default, help):
+    """A dataclass field with its --help text: `lr: float = arg(3e-3, "peak learning rate")`."""
+    return field(default=default, metadata={"help": help})
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """--help shows each flag's default and the module docstring as written (its diagrams intact)."""
+
+
+def parse_flags(config_class, argv=None, prog: str = "", description: str = ""):
+    """An instance of `config_class` from command-line flags: one `--some-name` per field `some_name`; a bool field
+    becomes a switch. Checking the values is the config's own job (its `check()`)."""
+    parser = argparse.ArgumentParser(prog=prog, description=description, formatter_class=HelpFormatter)
+    for f in fields(config_class):
+        flag = "--" + f.name.replace("_", "-")
+        if f.type in ("bool", bool):
+            parser.add_argument(flag, action="store_true", help=f.metadata["help"])
+        else:
+            kind = {"int": int, "float": float, "str": str}.get(f.type, f.type)
+            parser.add_argument(flag, type=kind, default=f.default, help=f.metadata["help"])
+    return config_class(**vars(parser.parse_args(argv)))
+
+
+class Logger:
+    """A tqdm bar (loss, logit scale, throughput), metrics.jsonl and, optionally, TensorBoard."""
+
+    def __init__(self, out: Path, cfg, active: bool, start: int):
+        from tqdm.auto import tqdm
+        self.active, self.every, self.seconds, self.out = active, cfg.log_every, 0.0, out
+        self.bar = tqdm(total=cfg.steps, initial=start, disable=not active or cfg.quiet, unit="step",
+                        dynamic_ncols=True)
+        self.tb = None
+        if active and cfg.tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+            self.tb = SummaryWriter(out / "tensorboard")
+
+    def write(self, record: dict) -> None:
+        with open(self.out / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(record) + "\n")
+        if self.tb is not None:
+            for k, v in record.items():
+                if k != "step" and isinstance(v, (int, float)):
+                    self.tb.add_scalar(k, v, record["step"])
+
+    def step(self, step, loss, scale, lr, seconds, batch_size):
+        self.bar.update(1)
+        self.seconds += seconds  # training time only: evaluation and checkpoints are not counted
+        pairs_per_s = batch_size / seconds
+        if not self.active:
+            return
+        self.bar.set_postfix(loss=f"{loss:.3f}", scale=f"{scale:.1f}", pairs_s=f"{pairs_per_s:.0f}")
+        if step % self.every == 0:
+            self.write({"step": step, "loss": loss, "logit_scale": scale, "lr": lr, "pairs_per_s": pairs_per_s,
+                        "time": time.time()})
+
+    def eval(self, step, metrics, final=False):
+        if self.active:
+            self.write({"step": step, **{f"zeroshot_{k}": v for k, v in metrics.items()}})
+            self.bar.write(("final " if final else "") + f"step {step}: zero-shot " +
+                           ", ".join(f"{k} {v:.3f}" for k, v in metrics.items()))
+
+    def close(self):
+        self.bar.close()
+        if self.tb is not None:
+            self.tb.close()
