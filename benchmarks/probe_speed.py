@@ -4,7 +4,7 @@ against sklearn's LogisticRegression doing the same sweep, in one run, on the sa
     .venv/bin/python benchmarks/probe_speed.py [--threads 2] [--repeats 2]
 
 Features: 10,000 train + 2,000 test, 512-d, L2-normalised (as encode_image returns them), 100 anisotropic Gaussian
-classes. The sweep: 13 Cs, 1e-3 .. 1e3 (minclip.probe.DEFAULT_CS), 20% stratified validation split, refit at the
+classes. The sweep: 13 Cs, 1e-3 .. 1e3 (`CS` below), 20% stratified validation split, refit at the
 best C. sklearn gets float32 input (what `feats.numpy()` gives, its fastest setting) and the same thread count.
 
 Prints one JSON line per comparison; "ratio" is sklearn's time / minclip's (above 1: minclip is faster).
@@ -26,7 +26,10 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from threadpoolctl import threadpool_limits
 
-from minclip.probe import DEFAULT_CS, linear_probe, stratified_split
+from minclip.probe import linear_probe, stratified_split
+
+# The grid of the recorded results (benchmarks/RESULTS.md); minclip's default, DEFAULT_CS, now goes on to 1e4.
+CS = tuple(10 ** (e / 2) for e in range(-6, 7))
 
 
 def features(n=12_000, d=512, k=100, seed=0):
@@ -53,7 +56,7 @@ def sklearn_sweep(x, y, xt, yt, train, val, warm, tol):
     Xtr, ytr, Xva, yva = x[train].numpy(), y[train].numpy(), x[val].numpy(), y[val].numpy()
     model = LogisticRegression(max_iter=1000, warm_start=warm, tol=tol)
     scores, best, best_model = {}, None, None
-    for C in DEFAULT_CS:
+    for C in CS:
         model.set_params(C=C).fit(Xtr, ytr)
         scores[C] = float((model.predict(Xva) == yva).mean())
         if best is None or scores[C] > scores[best]:
@@ -78,7 +81,7 @@ def main():
     Xtr, ytr = x[train], y[train]
 
     def ours():
-        r = linear_probe(x, y, xt, yt)
+        r = linear_probe(x, y, xt, yt, Cs=CS)
         return r.C, r.accuracy, r.sweep
 
     def single(model):
@@ -118,7 +121,7 @@ def main():
                          f"ratio_{short}": round(t[name] / t[mine], 2)})
         if sweep:  # validation accuracy at each C: [minclip, sklearn runs...]
             line["val_acc_at_C"] = {f"{c:g}": [round(sweep[c], 4)] + [round(results[n][2][c], 4) for n in theirs]
-                                    for c in DEFAULT_CS}
+                                    for c in CS}
         print(json.dumps(line), flush=True)
 
 
