@@ -81,7 +81,7 @@ class Transformer(nn.Module):
     CLIP reads one token per row out of the last block (the image's class token, the caption's EOT). The other
     tokens' outputs of the last block are never read, so `readout` (B,) skips them: the last block computes keys
     and values for every token but its attention output, residual and MLP for the read-out token only. Same result
-    (tests/test_model.py checks it against the full stack), a third less work in a 3-block tower.
+    (tests/test_model.py checks it against the full stack), and nearly a third less work in a 3-block tower.
     """
 
     def __init__(self, width: int, layers: int, heads: int, mlp_ratio: float = 4.0, quick_gelu: bool = True):

@@ -51,6 +51,6 @@ class VisionTransformer(nn.Module):
         if self.training and self.patch_dropout > 0:
             x = self.drop_patches(x)
         x = self.ln_pre(x)
-        cls = torch.zeros(x.shape[0], dtype=torch.long, device=x.device)  # (B,) the class token is token 0
-        x = self.transformer(x, readout=cls)  # (B, D): the class token's final state
+        first = torch.zeros(x.shape[0], dtype=torch.long, device=x.device)  # (B,) read out token 0, the class token
+        x = self.transformer(x, readout=first)  # (B, D): the class token's final state
         return self.ln_post(x) @ self.proj  # (B, D) @ (D, E) -> (B, E): the class token is the image
