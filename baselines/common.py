@@ -15,7 +15,6 @@ A baseline supplies three things:
 import importlib
 import json
 import math
-import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -33,7 +32,7 @@ from minclip.model import build_vision, check_images
 from minclip.optim import adamw, warmup_cosine
 from minclip.pairs import PairSource, step_seed
 from minclip.tokenizer import CLIPTokenizer
-from minclip.cli import arg, parse_flags
+from minclip.cli import arg, parse_flags_or_exit
 
 METHODS = ("simclr", "mae", "supervised", "lit", "slip")  # the modules of this package that `load` may rebuild
 
@@ -266,9 +265,4 @@ def load(path, device: str = "cpu") -> Loaded:
 
 def main(config_class, run: Callable, name: str, description: str, argv=None) -> None:
     """`python -m baselines.NAME`: parse the flags, refuse bad ones with a one-line error, then train."""
-    try:
-        cfg = parse_flags(config_class, argv, prog=f"python -m baselines.{name}", description=description)
-        cfg.check()
-    except ValueError as error:
-        sys.exit(f"error: {error}")
-    run(cfg)
+    run(parse_flags_or_exit(config_class, argv, prog=f"python -m baselines.{name}", description=description))

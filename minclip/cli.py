@@ -6,6 +6,7 @@ A run's settings are one dataclass whose fields carry their help text (`arg`); `
 """
 import argparse
 import json
+import sys
 import time
 from dataclasses import field, fields
 from pathlib import Path
@@ -32,6 +33,17 @@ def parse_flags(config_class, argv=None, prog: str = "", description: str = ""):
             kind = {"int": int, "float": float, "str": str}.get(f.type, f.type)
             parser.add_argument(flag, type=kind, default=f.default, help=f.metadata["help"])
     return config_class(**vars(parser.parse_args(argv)))
+
+
+def parse_flags_or_exit(config_class, argv=None, prog: str = "", description: str = ""):
+    """parse_flags, then the config's check(): a bad value ends the program with its one-line error message (the
+    problem and the fix), not a traceback."""
+    try:
+        cfg = parse_flags(config_class, argv, prog, description)
+        cfg.check()
+    except ValueError as error:
+        sys.exit(f"error: {error}")
+    return cfg
 
 
 class Logger:

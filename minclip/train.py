@@ -7,7 +7,6 @@ of the batch and the loss sees all of it through gather-with-grad (minclip/loss.
 import copy
 import json
 import math
-import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -15,7 +14,7 @@ from pathlib import Path
 import torch
 
 from . import checkpoint
-from .cli import Logger, arg, parse_flags
+from .cli import Logger, arg, parse_flags, parse_flags_or_exit
 from .config import CLIPConfig
 from .loss import clip_loss, distributed_clip_loss
 from .model import CLIP
@@ -269,11 +268,7 @@ def parse_args(argv=None) -> TrainConfig:
 
 
 def main(argv=None) -> None:
-    try:
-        cfg = parse_args(argv)
-        cfg.check()
-    except ValueError as error:
-        sys.exit(f"error: {error}")
+    cfg = parse_flags_or_exit(TrainConfig, argv, prog="python -m minclip.train", description=__doc__)
     result = train(cfg)
     if result:  # the main process of a ShapeWorld run
         print(f"zero-shot on 2,000 fresh photos, 64 classes: seen pairs {result['seen']:.1%}, held-out pairs "
