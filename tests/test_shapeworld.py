@@ -188,6 +188,18 @@ def test_cache_writes_once_and_reloads_the_same(sw, tmp_path, monkeypatch):
     assert sw.pretraining(20, seed=0, cache=True).captions == p.captions
 
 
+def test_cache_is_read_with_weights_only(sw, tmp_path, monkeypatch):
+    """The cache holds only tensors and lists of strings, so it loads with weights_only=True: a cache file that was
+    swapped for a pickle with code in it cannot run that code."""
+    monkeypatch.setenv("MINCLIP_DATA", str(tmp_path))
+    first = sw.classification("size", n=20, seed=1, cache=True)
+    calls, load = [], torch.load
+    monkeypatch.setattr(torch, "load", lambda *args, **kwargs: calls.append(kwargs) or load(*args, **kwargs))
+    again = sw.classification("size", n=20, seed=1, cache=True)
+    assert calls and all(kwargs.get("weights_only") is True for kwargs in calls)
+    assert torch.equal(first.images, again.images) and again.classnames == first.classnames
+
+
 def test_gallery_draws_every_domain(sw):
     import matplotlib
     matplotlib.use("Agg")

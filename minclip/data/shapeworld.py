@@ -166,7 +166,7 @@ class ShapeWorld:
         path = data_dir() / "shapeworld" / f"{params['kind']}-{self.image_size}px-{digest}.pt"
         kind = Classification if params["kind"] == "classification" else Pretraining
         if path.exists():
-            return kind(**torch.load(path))
+            return kind(**torch.load(path, weights_only=True))
         result = make()
         atomic_save(result._asdict(), path)
         return result
