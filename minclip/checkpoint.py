@@ -9,6 +9,8 @@ A checkpoint file is self-contained: the model config and the tokenizer travel i
     metrics.jsonl     one JSON line per logged step
     zeroshot.json     the final zero-shot evaluation
 """
+import pickle
+import struct
 from pathlib import Path
 from typing import NamedTuple
 
@@ -18,7 +20,13 @@ from .config import CLIPConfig
 from .data.transforms import clip_preprocess
 from .io import atomic_save
 from .model import CLIP
+from .pretrained import describe, is_torchscript, mismatch, torchscript_refused
 from .tokenizer import CLIPTokenizer
+
+# What torch.load raises for bytes that are not a whole torch.save file: a cut or damaged zip archive (RuntimeError),
+# or bytes that its pickle reader takes for opcodes (the rest).
+UNREADABLE = (pickle.UnpicklingError, EOFError, RuntimeError, KeyError, IndexError, ValueError, struct.error)
+FIX = "pass a run folder or its checkpoint.pt, as written by `python -m minclip.train --out DIR`"
 
 
 class Loaded(NamedTuple):
@@ -42,41 +50,97 @@ def set_rng_state(state: dict) -> None:
 
 
 def save_checkpoint(path, model, tokenizer, step: int, optimizer=None, scheduler=None, train_config=None,
-                    scaler=None) -> None:
-    """Write everything needed to resume (or just evaluate) to `path`, atomically."""
+                    scaler=None, extra=None) -> None:
+    """Write everything needed to resume (or just evaluate) to `path`, atomically; `extra`: any small dict to keep.
+
+    Weights that are not all finite raise a FloatingPointError and nothing is written: a diverged step never
+    overwrites the last good checkpoint.
+    """
+    weights = model.state_dict()
+    bad = next((k for k, v in weights.items() if v.is_floating_point() and not torch.isfinite(v).all()), None)
+    if bad is not None:
+        raise FloatingPointError(f"model weight {bad} holds NaN or inf; {path} was not written, so the last good "
+                                 "checkpoint (if any) is kept")
     state = {
         "step": step,
-        "model": model.state_dict(),
+        "model": weights,
         "model_config": model.config.to_dict(),
         "tokenizer": tokenizer.to_json(),
         "rng": rng_state(),
     }
-    if optimizer is not None:
-        state["optimizer"] = optimizer.state_dict()
-    if scheduler is not None:
-        state["scheduler"] = scheduler.state_dict()
-    if scaler is not None:
-        state["scaler"] = scaler.state_dict()
+    optional = {"optimizer": optimizer, "scheduler": scheduler, "scaler": scaler}
+    state.update({k: v.state_dict() for k, v in optional.items() if v is not None})
     if train_config is not None:
         state["train_config"] = train_config
+    if extra is not None:
+        state["extra"] = extra
     atomic_save(state, path)
 
 
-def read_checkpoint(path) -> dict:
-    """torch.load with weights_only=True: tensors and plain containers only, never pickled code."""
+def read_checkpoint(path, needs=("model", "model_config")) -> dict:
+    """A checkpoint file or run folder -> its dict, by torch.load with weights_only=True: tensors and plain containers
+    only, never pickled code or TorchScript.
+
+    A file that is not a checkpoint with the entries `needs` raises a ValueError that says what the file is instead.
+    """
+    path = checkpoint_file(path)
+    if is_torchscript(path):  # before torch 2.6, torch.load(weights_only=True) ran TorchScript archives' code
+        raise torchscript_refused(path)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except UNREADABLE as error:
+        raise ValueError(unreadable(path, error)) from None
+    weights = state.get("state_dict", state) if isinstance(state, dict) else None  # open_clip keeps "state_dict"
+    if weights and all(isinstance(v, torch.Tensor) for v in weights.values()):
+        raise ValueError(f"{path} is a bare state dict (model.state_dict() saved alone), not a minclip checkpoint: "
+                         "it has no model config or tokenizer. Load it into the model it came from, "
+                         "`CLIP(config).load_state_dict(torch.load(path, weights_only=True))`, or, for open_clip or "
+                         "OpenAI weights, use minclip.pretrained.from_open_clip(path, preset)")
+    missing = [k for k in needs if k not in state] if isinstance(state, dict) else list(needs)
+    if missing:
+        raise ValueError(f"{path} is not a minclip checkpoint: it holds a {type(state).__name__} without the entries "
+                         f"{missing}; {FIX}")
+    return state
+
+
+def checkpoint_file(path) -> Path:
+    """A run folder -> its checkpoint.pt; a file -> itself. Neither there: a FileNotFoundError that says why."""
     path = Path(path)
+    if path.is_dir():
+        if not (path / "checkpoint.pt").exists():
+            raise FileNotFoundError(f"run folder {path} has no checkpoint.pt: its run has not saved one yet (it saves "
+                                    f"every --save-every steps and at the end), or it is not a run folder; {FIX}")
+        return path / "checkpoint.pt"
     if not path.exists():
-        raise FileNotFoundError(f"no checkpoint at {path}; train one with `python -m minclip.train --out DIR`")
-    return torch.load(path, map_location="cpu", weights_only=True)
+        raise FileNotFoundError(f"no run or checkpoint at {path}; train one with `python -m minclip.train --out DIR`")
+    return path
+
+
+def unreadable(path: Path, error: Exception) -> str:
+    """Why torch.load could not read `path`, in words, with the fix."""
+    with open(path, "rb") as f:
+        head = f.read(16)
+    if not head:
+        return f"{path} is empty (0 bytes): a save or copy that did not finish? {FIX}"
+    if head.startswith(b"PK"):  # torch.save writes a zip archive
+        return (f"{path} is a truncated or damaged checkpoint: its zip archive cannot be read (a save or copy that "
+                "did not finish?); copy it again, or use an earlier checkpoint")
+    if "Unsupported global" in str(error):  # a real pickle, of objects other than tensors and containers
+        return (f"{path} holds pickled Python objects other than tensors and plain containers, which minclip does "
+                "not unpickle (unpickling can run code); save tensors, dicts, lists, numbers and strings only")
+    return f"{path} is not a file written by torch.save (it starts with {head!r}); {FIX}"
 
 
 def load(path, device="cpu") -> Loaded:
     """`model, tokenizer, preprocess = minclip.load(run_dir_or_checkpoint)`; the model is in eval mode."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / "checkpoint.pt"
-    state = read_checkpoint(path)
-    model = CLIP(CLIPConfig.from_dict(state["model_config"]))
+    path = checkpoint_file(path)
+    state = read_checkpoint(path, needs=("model", "model_config", "tokenizer"))
+    config = CLIPConfig.from_dict(state["model_config"])
+    model = CLIP(config)
+    problem = mismatch(model.state_dict(), state["model"])
+    if problem:
+        raise ValueError(f"{path} says its model is {describe(config)}, but its weights do not fit that model: "
+                         f"{problem}; the file was edited or put together from two runs: use one its run wrote")
     model.load_state_dict(state["model"])
-    tokenizer = CLIPTokenizer.from_json(state["tokenizer"])
+    tokenizer = CLIPTokenizer.from_json(state["tokenizer"], source=f"the tokenizer in {path}")
     return Loaded(model.to(device).eval(), tokenizer, clip_preprocess(model.config.vision.image_size))

@@ -20,11 +20,19 @@ from . import plots
 from .checkpoint import load
 from .data import ShapeWorld
 from .data.shapeworld import TASKS as CLASSNAMES
+from .parallel import resolve_device
 from .probe import FEW_SHOT_C, knn_accuracy, linear_probe, low_shot_curve, sample_k_shot
 from .robustness import domain_accuracies, effective_robustness, fit_robustness_line
 from .zeroshot import image_features, prompt_ablation, retrieval, zeroshot_classifier
 
 TASKS = ("zeroshot", "retrieval", "probe", "lowshot", "robustness")
+# The smallest --n each task can run on. Zero-shot and retrieval: one image per colour-shape class. The probes fit on
+# the train split, which holds only the seen colour-shape pairs (one shape per colour is held out), and choose their
+# C on a validation split of it: 3 images per seen class, 2 to fit and 1 to validate.
+SEEN_CLASSES = len(CLASSNAMES["color_shape"]) - len(ShapeWorld.COLORS)
+MIN_N = {"zeroshot": len(CLASSNAMES["color_shape"]), "retrieval": len(CLASSNAMES["color_shape"]),
+         "probe": 3 * SEEN_CLASSES, "lowshot": 3 * SEEN_CLASSES, "robustness": 3 * SEEN_CLASSES}
+MINIMA = ", ".join(f"{task} {n}" for task, n in MIN_N.items())
 
 
 def feasible_shots(labels, shots) -> list:
@@ -113,26 +121,53 @@ class Evaluator:
         return result, plots.robustness_scatter(points, line)
 
 
-def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m minclip.eval", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", required=True, help="a run folder or a checkpoint file")
-    parser.add_argument("--task", default="zeroshot", help="one of " + ", ".join(TASKS))
-    parser.add_argument("--n", type=int, default=2000, help="images per evaluation view")
-    parser.add_argument("--seed", type=int, default=0, help="seeds every evaluation view and probe")
-    parser.add_argument("--out", default="", help="folder for eval_TASK.json/.png (default: the run folder)")
-    parser.add_argument("--device", default="cpu")
-    args = parser.parse_args(argv)
+class Parser(argparse.ArgumentParser):
+    def error(self, message):  # argparse's own errors in the one-line form of every other bad input
+        sys.exit(f"error: {message} (see --help)")
+
+
+def check_flags(args) -> None:
+    """A flag out of range -> a ValueError that says what it must be."""
     if args.task not in TASKS:
-        sys.exit(f"error: unknown --task {args.task!r}; choose one of {', '.join(TASKS)}")
-    if args.n < 64:
-        sys.exit(f"error: --n {args.n} is too small for 64 classes; use at least 64")
-    if not Path(args.checkpoint).exists():
-        sys.exit(f"error: no run or checkpoint at {args.checkpoint}; train one with python -m minclip.train")
-    result, figure = getattr(Evaluator(args.checkpoint, args.n, args.seed, args.device), args.task)()
+        raise ValueError(f"unknown --task {args.task!r}; choose one of {', '.join(TASKS)}")
+    if args.n < MIN_N[args.task]:
+        raise ValueError(f"--n {args.n} is too small for --task {args.task}: it needs --n >= {MIN_N[args.task]} "
+                         f"(each task's minimum: {MINIMA})")
+    if args.seed < 0:
+        raise ValueError(f"--seed {args.seed}: seeds are non-negative integers")
+
+
+def output_folder(args) -> Path:
+    """--out, or the run folder, created now: a folder that cannot be written is refused before any result is
+    computed (which takes minutes), not after."""
     ckpt = Path(args.checkpoint)
     out = Path(args.out) if args.out else (ckpt if ckpt.is_dir() else ckpt.parent)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:  # --out names a file (FileExistsError), or a folder we may not write
+        why = "it is a file" if out.is_file() else error.strerror.lower()
+        raise ValueError(f"--out {out} cannot be the output folder ({why}); pass a folder: eval_{args.task}.json "
+                         "and .png are written into it") from None
+    return out
+
+
+def main(argv=None) -> None:
+    parser = Parser(prog="python -m minclip.eval", description=__doc__,
+                    formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint", required=True, help="a run folder or a checkpoint file")
+    parser.add_argument("--task", default="zeroshot", help="one of " + ", ".join(TASKS))
+    parser.add_argument("--n", type=int, default=2000, help=f"images per evaluation view (minimum: {MINIMA})")
+    parser.add_argument("--seed", type=int, default=0, help="seeds every evaluation view and probe")
+    parser.add_argument("--out", default="", help="folder for eval_TASK.json/.png (default: the run folder)")
+    parser.add_argument("--device", default="cpu", help="auto, cpu, cuda, cuda:1, mps")
+    args = parser.parse_args(argv)
+    try:  # everything that can be wrong with the flags is found here, in seconds, before the evaluation runs
+        check_flags(args)
+        evaluator = Evaluator(args.checkpoint, args.n, args.seed, resolve_device(args.device))
+        out = output_folder(args)
+    except (ValueError, FileNotFoundError) as error:  # a bad flag, or a checkpoint that is not one
+        sys.exit(f"error: {error}")
+    result, figure = getattr(evaluator, args.task)()
     (out / f"eval_{args.task}.json").write_text(json.dumps(result, indent=2))
     figure.savefig(out / f"eval_{args.task}.png", dpi=120, bbox_inches="tight")
     for name, value in result.items():

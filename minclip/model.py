@@ -7,7 +7,7 @@
 Training pushes the diagonal (the true pairs) up and everything else down (minclip/loss.py).
 """
 import math
-from typing import NamedTuple
+from typing import NamedTuple, Optional
 
 import torch
 import torch.nn as nn
@@ -18,6 +18,8 @@ from .encoders.resnet import ModifiedResNet
 from .encoders.text import TextTransformer
 from .encoders.vit import VisionTransformer
 
+# How a batch is cast to a model's dtype, for the error messages of check_dtype.
+CAST = {torch.float32: ".float()", torch.float64: ".double()", torch.float16: ".half()", torch.bfloat16: ".bfloat16()"}
 MAX_LOGIT_SCALE = math.log(100)  # CLIP §2.5: the scale is clipped at 100 to prevent training instability
 
 
@@ -40,13 +42,16 @@ def build_vision(config: CLIPConfig) -> nn.Module:
     raise ValueError(f"unknown vision kind {v.kind!r}; use 'vit', 'resnet' or 'timm'")
 
 
-def check_images(images, image_size: int) -> None:
-    """Raise a clear error for anything that is not a non-empty float batch (B, 3, image_size, image_size)."""
+def check_images(images, image_size: int, dtype: Optional[torch.dtype] = None) -> None:
+    """Raise a clear error for anything that is not a non-empty float batch (B, 3, image_size, image_size) in `dtype`,
+    the model's dtype (None: any float). It runs every step, so it compares shapes and dtypes only, never values."""
     if not isinstance(images, torch.Tensor):
         raise TypeError(f"images must be a torch.Tensor (B, 3, H, W), got {type(images).__name__}")
     if not images.is_floating_point():
         raise TypeError(f"images have dtype {images.dtype}; the model takes normalised floats: "
                         f"pass uint8 images through `preprocess` first (model, tokenizer, preprocess = minclip.load(...))")
+    if dtype is not None:
+        check_dtype(images.dtype, dtype, images.device.type)
     if images.ndim != 4 or images.shape[1] != 3:
         raise ValueError(f"images must have shape (B, 3, H, W), got {tuple(images.shape)}; "
                          f"grayscale images need their channel repeated 3 times")
@@ -55,6 +60,19 @@ def check_images(images, image_size: int) -> None:
     if images.shape[-2:] != (image_size, image_size):
         raise ValueError(f"images are {tuple(images.shape[-2:])} pixels but this model takes "
                          f"{image_size}x{image_size}; resize them (minclip.data.transforms.clip_preprocess does)")
+
+
+def check_dtype(images: torch.dtype, model: torch.dtype, device: str) -> None:
+    """Images must be in the model's dtype; under torch.autocast, float32 images (or images in the autocast dtype)
+    are fine too, since autocast casts each layer's inputs. Anything else would fail deep inside the first layer."""
+    autocast = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else None
+    if images == model or (autocast is not None and images in (torch.float32, autocast)):
+        return
+    accepted = f" (under autocast: float32 or {autocast} images)" if autocast is not None else ""
+    fix = f"pass {model} images: images{CAST.get(model, f'.to({model})')}"
+    if model == torch.float32 and images in (torch.float16, torch.bfloat16) and autocast is None:
+        fix += f", or run the model in mixed precision under torch.autocast('{device}', dtype={images})"
+    raise TypeError(f"images are {images} but the model is {model}{accepted}; {fix}")
 
 
 def check_tokens(tokens, vocab_size: int, context_length: int) -> None:
@@ -92,9 +110,14 @@ class CLIP(nn.Module):
     def embed_dim(self) -> int:
         return self.config.embed_dim
 
+    @property
+    def dtype(self) -> torch.dtype:
+        """The parameters' dtype: float32, unless the model was cast (model.double(), model.half())."""
+        return self.logit_scale.dtype
+
     def encode_image(self, images, normalize: bool = True):
         """images (B, 3, H, W) float, preprocessed -> (B, E) embeddings, L2-normalised unless normalize=False."""
-        check_images(images, self.config.vision.image_size)
+        check_images(images, self.config.vision.image_size, self.dtype)
         x = self.visual(images)  # (B, E)
         return F.normalize(x, dim=-1) if normalize else x
 

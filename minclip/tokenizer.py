@@ -42,6 +42,8 @@ WORD_PATTERN = regex.compile(
 OPENAI_VOCAB_FILE = "bpe_simple_vocab_16e6.txt.gz"
 OPENAI_MERGES = 49152 - 256 - 2  # the file holds more; OpenAI keeps these, so the vocabulary has 49,408 tokens
 FORMAT = "minclip.CLIPTokenizer"
+REWRITE = ("write one with CLIPTokenizer.save(path), or take a run's own: its tokenizer.json, or "
+           "minclip.load(run).tokenizer (every checkpoint carries its tokenizer)")
 
 
 def clean(text: str) -> str:
@@ -185,12 +187,19 @@ class CLIPTokenizer:
 
     @classmethod
     def from_json(cls, text: str, source: str = "the JSON") -> "CLIPTokenizer":
-        """Inverse of `to_json`."""
-        data = json.loads(text)
+        """Inverse of `to_json`. Text that is not such JSON raises a ValueError naming `source`."""
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{source} is not valid JSON ({error}); {REWRITE}") from None
         if not isinstance(data, dict) or data.get("format") != FORMAT:
-            raise ValueError(f"{source} is not a minclip tokenizer (no 'format': '{FORMAT}'); write one with "
-                             "CLIPTokenizer.save")
-        return cls(Tokenizer.from_str(json.dumps(data["tokenizer"])))
+            raise ValueError(f"{source} is not a minclip tokenizer (no 'format': '{FORMAT}'); {REWRITE}")
+        try:
+            tokenizer = Tokenizer.from_str(json.dumps(data.get("tokenizer")))
+        except Exception as error:  # `tokenizers` raises a plain Exception for JSON that is not a tokenizer
+            raise ValueError(f"{source} has minclip's format tag but its 'tokenizer' entry is not a `tokenizers` "
+                             f"tokenizer ({error}); {REWRITE}") from None
+        return cls(tokenizer)
 
     def save(self, path: Union[str, os.PathLike]) -> None:
         """Write `to_json()` to one file, to keep next to a checkpoint."""
@@ -199,7 +208,14 @@ class CLIPTokenizer:
     @classmethod
     def load(cls, path: Union[str, os.PathLike]) -> "CLIPTokenizer":
         """Read a file written by `save`."""
-        return cls.from_json(Path(path).read_text(encoding="utf-8"), source=str(path))
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"no tokenizer file at {path}; {REWRITE}")
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise ValueError(f"{path} is not a text file, so not a tokenizer JSON; {REWRITE}") from None
+        return cls.from_json(text, source=str(path))
 
     def _encode(self, texts: List[str], add_sot_eot: bool) -> list:
         # encode_batch_fast skips the character offsets, which minclip never reads.

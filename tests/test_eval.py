@@ -8,7 +8,7 @@ import torch
 
 from minclip import CLIP, CLIPConfig
 from minclip.checkpoint import save_checkpoint
-from minclip.eval import TASKS, main
+from minclip.eval import MIN_N, TASKS, main
 from minclip.pairs import make_tokenizer
 
 
@@ -24,8 +24,8 @@ def run_dir(tmp_path_factory):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("task", TASKS)
-def test_every_task_writes_json_and_png(task, run_dir, tmp_path, capsys):
-    main(["--checkpoint", str(run_dir), "--task", task, "--n", "192", "--out", str(tmp_path)])
+def test_every_task_writes_json_and_png_at_its_smallest_n(task, run_dir, tmp_path, capsys):
+    main(["--checkpoint", str(run_dir), "--task", task, "--n", str(MIN_N[task]), "--out", str(tmp_path)])
     result = json.loads((tmp_path / f"eval_{task}.json").read_text())
     assert result and (tmp_path / f"eval_{task}.png").stat().st_size > 1000
     assert "wrote" in capsys.readouterr().out
@@ -41,14 +41,43 @@ def test_zeroshot_result_keys(run_dir, tmp_path):
         assert 0.0 <= result[key] <= 1.0, key
 
 
+def refused(argv) -> str:
+    """main(argv) must end with one line, `error: ...`, not a traceback; returns that line."""
+    with pytest.raises(SystemExit) as stop:
+        main(argv)
+    message = str(stop.value.code)
+    assert message.startswith("error: ") and "\n" not in message
+    return message
+
+
 @pytest.mark.parametrize("argv, message", [
-    (["--task", "dance"], "unknown --task"),
+    (["--task", "dance"], "unknown --task 'dance'"),
     (["--n", "10"], "too small"),
+    (["--n", "many"], "argument --n: invalid int value: 'many'"),
+    (["--seed", "-1"], "seeds are non-negative"),
+    (["--device", "banana"], "not a device name"),
 ])
 def test_bad_arguments_are_refused(argv, message, run_dir):
-    r = subprocess.run([sys.executable, "-m", "minclip.eval", "--checkpoint", str(run_dir), *argv],
-                       capture_output=True, text=True)
-    assert r.returncode != 0 and message in r.stderr
+    assert message in refused(["--checkpoint", str(run_dir), *argv])
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_too_small_n_says_what_each_task_needs(task, run_dir):
+    """The probes choose C on a validation split: each seen class needs 3 images (--n 64 crashed inside the probe)."""
+    message = refused(["--checkpoint", str(run_dir), "--task", task, "--n", str(MIN_N[task] - 1)])
+    assert f"needs --n >= {MIN_N[task]}" in message and "probe 168" in message
+
+
+def test_out_that_is_a_file_is_refused_before_computing(run_dir, tmp_path, monkeypatch):
+    out = tmp_path / "results.txt"
+    out.write_text("earlier results")
+    monkeypatch.setattr("minclip.eval.Evaluator.zeroshot", lambda self: pytest.fail("evaluated before checking --out"))
+    assert "is a file" in refused(["--checkpoint", str(run_dir), "--out", str(out)])
+    assert out.read_text() == "earlier results"
+
+
+def test_empty_run_folder_is_refused(tmp_path):
+    assert "has no checkpoint.pt" in refused(["--checkpoint", str(tmp_path)])
 
 
 def test_missing_checkpoint_is_refused(tmp_path):

@@ -170,6 +170,10 @@ def test_resnet_and_timm_towers(gen):
     (lambda m: m.encode_image(torch.zeros(2, 3, 32, 32, dtype=torch.uint8)), "preprocess"),
     (lambda m: m.encode_image(torch.randn(0, 3, 32, 32)), "empty batch"),
     (lambda m: m.encode_image([[1.0]]), "torch.Tensor"),
+    (lambda m: m.encode_image(torch.randn(2, 3, 32, 32, dtype=torch.float64)),
+     "images are torch.float64 but the model is torch.float32; pass torch.float32 images: images.float()"),
+    (lambda m: m.encode_image(torch.randn(2, 3, 32, 32).half()), "images.float\\(\\), or .*torch.autocast"),
+    (lambda m: m.double().encode_image(torch.randn(2, 3, 32, 32)), "model is torch.float64; .*images.double"),
     (lambda m: m.encode_text(torch.full((1, 32), 10 ** 7)), "vocabulary has 512"),
     (lambda m: m.encode_text(torch.full((1, 32), -1)), "vocabulary has 512"),
     (lambda m: m.encode_text(torch.zeros(1, 40, dtype=torch.long)), "context is 32"),
@@ -179,3 +183,19 @@ def test_resnet_and_timm_towers(gen):
 def test_bad_input_is_refused_clearly(bad, match):
     with pytest.raises((ValueError, TypeError), match=match):
         bad(tiny())
+
+
+def test_images_in_the_models_dtype_or_under_autocast_give_its_result(gen):
+    """The model's parameters set the dtype: a float64 model takes float64 images (and agrees with float32); under
+    torch.autocast, float32 images and images in the autocast dtype are both cast by each layer."""
+    model, images = tiny().eval(), torch.randn(2, 3, 32, 32, generator=gen)
+    with torch.no_grad():
+        reference = model.encode_image(images)
+        torch.testing.assert_close(model.double().encode_image(images.double()).float(), reference,
+                                   atol=1e-5, rtol=0)
+        model.float()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            for x in (images, images.bfloat16()):
+                torch.testing.assert_close(model.encode_image(x).float(), reference, atol=0.05, rtol=0)
+            with pytest.raises(TypeError, match="under autocast: float32 or torch.bfloat16 images"):
+                model.encode_image(images.double())

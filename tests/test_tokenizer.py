@@ -281,3 +281,23 @@ def test_load_refuses_other_json(tmp_path):
     path.write_text(CLIPTokenizer.train(["a red circle"]).tokenizer.to_str())  # a bare tokenizers file
     with pytest.raises(ValueError, match="not a minclip tokenizer"):
         CLIPTokenizer.load(path)
+
+
+@pytest.mark.parametrize("content, error, message", [
+    ('{"format": "minclip.CLIPTokenizer", ', ValueError, "is not valid JSON \\(Expecting"),
+    ("[1, 2, 3]", ValueError, "is not a minclip tokenizer"),
+    ('{"format": "minclip.CLIPTokenizer", "tokenizer": {"model": 3}}', ValueError,
+     "its 'tokenizer' entry is not a `tokenizers` tokenizer"),
+    ('{"format": "minclip.CLIPTokenizer"}', ValueError, "its 'tokenizer' entry is not a `tokenizers` tokenizer"),
+    (b"\xff\xd8\xff\xe0 a JPEG", ValueError, "is not a text file"),
+    (None, FileNotFoundError, "no tokenizer file at"),
+])
+def test_a_malformed_tokenizer_file_is_named_with_the_fix(tmp_path, content, error, message):
+    path = tmp_path / "tokenizer.json"
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    elif content is not None:
+        path.write_text(content)
+    with pytest.raises(error, match=message) as raised:
+        CLIPTokenizer.load(path)
+    assert str(path) in str(raised.value) and "CLIPTokenizer.save" in str(raised.value)
