@@ -1,6 +1,8 @@
 """Real datasets, through the same interfaces as ShapeWorld: images as uint8 (3, H, W) tensors, with class names and
 zero-shot templates, or with captions.
 
+- `load_rgb(path)`: any image file as the upright 8-bit RGB picture a viewer shows (16-bit, EXIF-rotated,
+  palette, transparent and CMYK files included).
 - `load_classification(name, ...)`: a torchvision dataset (CIFAR-10, CIFAR-100, STL-10, MNIST, EuroSAT, Oxford
   Pets) with OpenAI's class names and prompt templates, the evaluation sets of CLIP §3.1. Nothing is downloaded
   unless you pass download=True.
@@ -8,17 +10,50 @@ zero-shot templates, or with captions.
   Flickr8k and COCO-captions layout), for pre-training or retrieval on your own data.
 """
 import csv
+import io
 import warnings
 from pathlib import Path
 from typing import NamedTuple
 
+import numpy as np
 import torch
 import torchvision
-from PIL import Image
+from PIL import Image, ImageOps
 from torchvision.transforms import v2
 
 from minclip.data import templates
 from minclip.io import data_dir
+
+
+# ---- decoding one image file ----------------------------------------------------------------------------------
+
+def load_rgb(path, size: int = 0) -> Image.Image:
+    """The image file at `path` as 8-bit RGB, upright, as an image viewer shows it.
+
+    size: if > 0, a JPEG may be decoded at a reduced scale (1/2, 1/4, 1/8) whose sides stay >= size: much faster.
+    Raises PIL's own errors for a file that is not an image, is truncated, or is a decompression bomb (more than
+    PIL.Image.MAX_IMAGE_PIXELS pixels, which PIL only warns about up to twice that limit; here both are errors).
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        with Image.open(path) as image:
+            if size:
+                image.draft("RGB", (size, size))
+            # cameras store "turn this 90°" in the EXIF Orientation tag rather than in the pixels; this also loads
+            image = ImageOps.exif_transpose(image)
+    return _to_rgb(image)
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    """Any PIL mode (1, L, P, I;16, I, LA, PA, RGBA, CMYK, YCbCr, ...) -> RGB."""
+    if image.mode.startswith("I"):
+        # 16-bit gray ("I;16", or "I" in older PIL): keep the high byte; convert("RGB") would clip all of 256..65535
+        # to white. 16-bit RGB(A) PNGs need nothing: PIL already keeps their high bytes.
+        image = Image.fromarray((np.asarray(image).astype(np.int64).clip(0, 65535) >> 8).astype(np.uint8))
+    if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
+        # a fully transparent pixel's colour is arbitrary (often black): show the image over white, as viewers do
+        image = Image.alpha_composite(Image.new("RGBA", image.size, "white"), image.convert("RGBA"))
+    return image.convert("RGB")  # CMYK: PIL's (255 - C)(255 - K) / 255, ignoring any ICC profile
 
 
 class ClassificationData(NamedTuple):
@@ -81,9 +116,16 @@ def load_classification(name: str, root=None, split: str = "test", download: boo
 def _eurosat(root: str, split: str, download: bool, transform) -> torch.utils.data.Subset:
     """EuroSAT ships as one set; like other zero-shot benchmarks, hold out a fixed, seeded 20% as the test split."""
     full = tv.EuroSAT(root, transform=transform, download=download)
+    full.loader = load_rgb  # torchvision's loader ignores EXIF rotation (set here: older torchvision has no argument)
     order = torch.randperm(len(full), generator=torch.Generator().manual_seed(0))
     n_test = len(full) // 5
     return torch.utils.data.Subset(full, (order[:n_test] if split == "test" else order[n_test:]).tolist())
+
+
+class _Row(NamedTuple):
+    line: int  # where the row starts in the CSV file, as a text editor numbers it (the header is line 1)
+    path: str
+    caption: str
 
 
 class ImageCaptionCSV(torch.utils.data.Dataset):
@@ -91,65 +133,104 @@ class ImageCaptionCSV(torch.utils.data.Dataset):
 
     Each row is `path, caption` (path relative to image_root); a header row (path/image/filepath/filename, ...)
     is skipped, and the delimiter is a tab if the first line has one, else a comma. Unquoted commas inside a
-    caption are kept. Images are resized on their short side to `image_size` (bicubic) and centre-cropped.
+    caption are kept. Images are decoded by `load_rgb`, resized on their short side to `image_size` (bicubic)
+    and centre-cropped. A bad CSV file raises here; every error names the file and the line.
 
-    on_error="raise": a missing image raises here, a corrupt one when it is loaded; both errors name the file.
-    on_error="skip": every image is decoded once here; rows whose image is missing or corrupt are dropped, with
-    one warning that counts them, and are listed in `.skipped`.
+    on_bad_image="error": a missing image raises here, an unreadable one (corrupt, truncated, a decompression
+    bomb) when it is loaded.
+    on_bad_image="skip": rows whose image is missing are dropped here, with one warning that counts them; an
+    unreadable image is found when loaded (decoding every image up front would take minutes on a large set), is
+    warned about, and the next readable row stands in for it. Skipped paths are listed in `.skipped` (per
+    process: each DataLoader worker keeps its own list).
     """
     HEADER_NAMES = {"path", "image", "image_path", "filepath", "filename", "file", "image_id"}
+    FIX = "pass --on-bad-image skip (python -m minclip.train) or on_bad_image='skip' to skip such rows"
 
-    def __init__(self, csv_path, image_root, image_size: int = 224, on_error: str = "raise"):
-        if on_error not in ("raise", "skip"):
-            raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
-        self.image_root, self.image_size = Path(image_root), image_size
+    def __init__(self, csv_path, image_root, image_size: int = 224, on_bad_image: str = "error"):
+        if on_bad_image not in ("error", "skip"):
+            raise ValueError(f"on_bad_image must be 'error' or 'skip', got {on_bad_image!r}")
+        self.csv_path, self.image_root = Path(csv_path), Path(image_root)
+        self.image_size, self.on_bad_image = image_size, on_bad_image
         self.resize = v2.Compose([v2.Resize(image_size, interpolation=v2.InterpolationMode.BICUBIC),
                                   v2.CenterCrop(image_size), v2.PILToTensor()])
-        rows = _read_rows(Path(csv_path), self.HEADER_NAMES)
-        missing = [path for path, _ in rows if not (self.image_root / path).is_file()]
-        if on_error == "raise" and missing:
-            raise FileNotFoundError(f"{len(missing)} image(s) listed in {csv_path} do not exist under "
-                                    f"{self.image_root}, e.g. {missing[0]!r} (pass on_error='skip' to drop them)")
-        self.skipped = [path for path, _ in rows if on_error == "skip" and not self._readable(path)]
-        if self.skipped:
-            warnings.warn(f"ImageCaptionCSV skipped {len(self.skipped)} of {len(rows)} rows of {csv_path} whose "
-                          f"image is missing or unreadable, e.g. {self.skipped[:3]}", stacklevel=2)
-        skipped = set(self.skipped)
-        self.rows = [(path, caption) for path, caption in rows if path not in skipped]
+        rows = _read_rows(self.csv_path, self.HEADER_NAMES, self.image_root)
+        missing = [row for row in rows if not (self.image_root / row.path).is_file()]
+        if missing and on_bad_image == "error":
+            raise FileNotFoundError(f"{csv_path} line {missing[0].line}: image {missing[0].path!r} does not exist "
+                                    f"under {self.image_root} ({len(missing)} of {len(rows)} images are missing); "
+                                    f"fix the paths or image_root, or {self.FIX}")
+        if len(missing) == len(rows):
+            raise FileNotFoundError(f"none of the {len(rows)} images listed in {csv_path} exist under "
+                                    f"{self.image_root}, e.g. {rows[0].path!r}; fix the paths or image_root")
+        if missing:
+            warnings.warn(f"ImageCaptionCSV skipped {len(missing)} of {len(rows)} rows of {csv_path} whose image "
+                          f"does not exist, e.g. " + ", ".join(f"line {r.line}: {r.path}" for r in missing[:3]),
+                          stacklevel=2)
+        self.skipped = list(dict.fromkeys(row.path for row in missing))  # each path once (Flickr8k: 5 rows an image)
+        missing_paths = set(self.skipped)
+        self.rows = [row for row in rows if row.path not in missing_paths]
 
     def __len__(self) -> int:
         return len(self.rows)
 
     def __getitem__(self, i: int) -> tuple:
-        path, caption = self.rows[i]
-        try:
-            with Image.open(self.image_root / path) as image:
-                image.draft("RGB", (self.image_size, self.image_size))  # JPEG: decode at reduced scale, faster
-                return self.resize(image.convert("RGB")), caption
-        except (OSError, SyntaxError, ValueError) as error:  # PIL's errors for unreadable files
-            raise OSError(f"cannot read image {self.image_root / path} (row {i}): {error}") from error
+        i = range(len(self.rows))[i]  # IndexError past the end, which is what ends `for pair in dataset`
+        for j in range(i, i + len(self.rows)):  # with "skip", the next readable row stands in for a bad one
+            row = self.rows[j % len(self.rows)]
+            if row.path in self.skipped:
+                continue
+            try:
+                image = load_rgb(self.image_root / row.path, self.image_size)
+            except Exception as error:  # PIL raises many kinds on bad bytes: OSError, SyntaxError, EOFError, ...
+                problem = (f"cannot read image {self.image_root / row.path} ({self.csv_path} line {row.line}): "
+                           f"{type(error).__name__}: {error}")
+                if isinstance(error, (Image.DecompressionBombError, Image.DecompressionBombWarning)):
+                    problem += "; if you trust the file, raise PIL.Image.MAX_IMAGE_PIXELS"
+                if self.on_bad_image == "error":
+                    raise OSError(f"{problem}; replace or remove it, or {self.FIX}") from None  # PIL's stack: noise
+                self.skipped.append(row.path)
+                warnings.warn(f"ImageCaptionCSV skipped {problem} ({len(self.skipped)} image(s) skipped so far, "
+                              f"e.g. {self.skipped[:3]})", stacklevel=2)
+                continue
+            return self.resize(image), row.caption
+        raise OSError(f"none of the {len(self.rows)} images listed in {self.csv_path} can be read "
+                      f"(skipped: {self.skipped[:3]}, ...)")
 
-    def _readable(self, path: str) -> bool:
-        try:
-            with Image.open(self.image_root / path) as image:
-                image.draft("RGB", (self.image_size, self.image_size))
-                image.load()
-            return True
-        except (OSError, SyntaxError, ValueError):
-            return False
 
-
-def _read_rows(csv_path: Path, header_names: set) -> list:
-    """-> [(path, caption)] from a CSV or TSV file, header optional."""
+def _read_rows(csv_path: Path, header_names: set, image_root: Path) -> list:
+    """-> [_Row] from a UTF-8 CSV or TSV file, header optional; raises ValueError naming the line of a bad row."""
     if not csv_path.is_file():
         raise FileNotFoundError(f"caption file {csv_path} does not exist")
-    with open(csv_path, newline="", encoding="utf-8") as f:
-        text = f.read()
+    data = csv_path.read_bytes()
+    try:
+        text = data.decode("utf-8-sig")  # "-sig": drop the byte-order mark that Excel and Notepad write
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        raise ValueError(f"{csv_path} line {line} is not UTF-8 (byte {data[error.start]:#04x}); save the file as "
+                         f"UTF-8 (e.g. iconv -f latin1 -t utf-8 old.csv > new.csv for a Latin-1 file)") from None
     delimiter = "\t" if "\t" in text.split("\n", 1)[0] else ","
-    rows = [row for row in csv.reader(text.splitlines(), delimiter=delimiter) if row]
-    if rows and rows[0][0].strip().lower() in header_names:
+    reader, rows, line = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter), [], 1
+    try:
+        for cells in reader:
+            if cells:  # blank lines are skipped but still counted
+                rows.append((line, cells))
+            line = reader.line_num + 1  # a quoted caption may span lines: the next row starts after them
+    except csv.Error as error:
+        raise ValueError(f"{csv_path} line {reader.line_num}: {error}") from None
+    if rows and rows[0][1][0].strip().lower() in header_names:
         rows = rows[1:]
-    bad = next((i for i, row in enumerate(rows) if len(row) < 2), None)
+    elif len(rows) > 1 and _looks_like_header(rows[0][1][0].strip(), rows[1][1][0].strip(), image_root):
+        raise ValueError(f"{csv_path} line {rows[0][0]} looks like a header, but its first column {rows[0][1][0]!r} "
+                         f"is none of {sorted(header_names)}; rename it to one of these (e.g. 'image') or delete "
+                         f"the line")
+    if not rows:
+        raise ValueError(f"{csv_path} has no rows (it is empty or only a header); each line must be 'path, caption'")
+    bad = next(((line, cells) for line, cells in rows if len(cells) < 2), None)
     if bad is not None:
-        raise ValueError(f"{csv_path}: row {bad + 1} has no caption: {rows[bad]!r}; each row must be 'path, caption'")
-    return [(row[0].strip(), delimiter.join(row[1:]).strip()) for row in rows]
+        raise ValueError(f"{csv_path} line {bad[0]} has no caption: {bad[1]!r}; each line must be 'path, caption'")
+    return [_Row(line, cells[0].strip(), delimiter.join(cells[1:]).strip()) for line, cells in rows]
+
+
+def _looks_like_header(first: str, second: str, image_root: Path) -> bool:
+    """Line 1 names no file and has no extension (like 'img' or 'url'), while line 2 names an existing image."""
+    return not Path(first).suffix and not (image_root / first).is_file() and (image_root / second).is_file()
