@@ -41,6 +41,30 @@ def _scalar(x: Scalar, name: str, like: Tensor) -> Tensor:
     return x.reshape(())
 
 
+def _check_positive(x: Scalar, name: str, fix: str, nan_ok: bool = False) -> None:
+    """Refuse x <= 0 (and NaN, unless nan_ok), for a scale or temperature that divides or multiplies the logits."""
+    if isinstance(x, Tensor) and x.device.type != "cpu":
+        # A Python `if` on an accelerator tensor waits for every queued kernel: a device sync in every training
+        # step. _assert_async queues the comparison instead; a failure surfaces at a later sync (and, on CUDA,
+        # ends the process's CUDA context, acceptable for what is always a bug in the caller).
+        torch._assert_async((x > 0) | x.isnan() if nan_ok else x > 0, f"{name} must be > 0; {fix}")
+    elif x <= 0 or (x != x and not nan_ok):  # x != x: NaN
+        raise ValueError(f"{name} must be > 0, got {float(x.detach() if isinstance(x, Tensor) else x)}; {fix}")
+
+
+def _logit_scale(logit_scale: Scalar, like: Tensor) -> Tensor:
+    """The exponentiated scale s = exp(t) as a () tensor on like's device, refused where it cannot be one."""
+    if isinstance(logit_scale, torch.nn.Parameter):  # the model's learnable t = log s itself, not exp(t)
+        raise TypeError("logit_scale is an nn.Parameter, the model's log-scale t; the losses multiply the logits "
+                        "by s = exp(t), so pass model.logit_scale.exp() (or CLIPOutput.logit_scale, clamped to 100)")
+    s = _scalar(logit_scale, "logit_scale", like)
+    # NaN passes: a NaN scale is a diverged model, not a wrong argument; the loss comes out NaN and the trainer,
+    # which checks every loss, names the cause (the learning rate) and the last good checkpoint
+    _check_positive(s, "logit_scale", "it is exp(t) = 1/τ, always positive: pass the exponentiated scale, "
+                    "model.logit_scale.exp(), or CLIPOutput.logit_scale", nan_ok=True)
+    return s
+
+
 def clip_loss(image_embeds: Tensor, text_embeds: Tensor, logit_scale: Scalar) -> Tensor:
     """CLIP's symmetric cross-entropy, line for line the pseudocode of Fig. 3 (CLIP §2.3).
 
@@ -60,10 +84,11 @@ def clip_loss(image_embeds: Tensor, text_embeds: Tensor, logit_scale: Scalar) ->
 
     The embeddings are not normalised here (the model does that, as in open_clip). Unnormalised inputs give the
     dot-product loss: the norms silently rescale the temperature. Checking the norms would need a device sync, so
-    nothing is checked; NaN inputs likewise give a NaN loss.
+    nothing is checked; NaN inputs likewise give a NaN loss. What is checked costs no sync: the shapes, and that
+    logit_scale is a positive scalar rather than the model's nn.Parameter t (see `_logit_scale`).
     """
     _check_pair(image_embeds, text_embeds)
-    s = _scalar(logit_scale, "logit_scale", image_embeds)
+    s = _logit_scale(logit_scale, image_embeds)
     logits = s * image_embeds @ text_embeds.T  # (B, B): image i against text j
     labels = torch.arange(len(logits), device=logits.device)  # pair i sits on the diagonal
     return (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
@@ -87,7 +112,7 @@ def clip_loss_grad(image_embeds: Tensor, text_embeds: Tensor, logit_scale: Scala
     one constant to every logit changes nothing, as it should for a softmax.
     """
     _check_pair(image_embeds, text_embeds)
-    s = _scalar(logit_scale, "logit_scale", image_embeds)
+    s = _logit_scale(logit_scale, image_embeds)
     cosines = image_embeds @ text_embeds.T  # (B, B)
     logits = s * cosines
     eye = torch.eye(len(logits), dtype=logits.dtype, device=logits.device)
@@ -190,7 +215,7 @@ def tiled_clip_loss(image_embeds: Tensor, text_embeds: Tensor, logit_scale: Scal
     device = image_embeds.device.type
     autocast = torch.is_autocast_enabled(device) and image_embeds.dtype != torch.float64  # autocast skips float64
     dtype = torch.get_autocast_dtype(device) if autocast else image_embeds.dtype
-    s = _scalar(logit_scale, "logit_scale", image_embeds)
+    s = _logit_scale(logit_scale, image_embeds)
     with torch.autocast(device, enabled=False):  # the Function picks its dtypes itself
         return _TiledClipLoss.apply(image_embeds, text_embeds, s, chunk_size, dtype)
 
@@ -229,7 +254,7 @@ def distributed_clip_loss(image_embeds: Tensor, text_embeds: Tensor, logit_scale
     _check_pair(image_embeds, text_embeds, min_batch=1)
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
         return clip_loss(image_embeds, text_embeds, logit_scale)
-    s = _scalar(logit_scale, "logit_scale", image_embeds)
+    s = _logit_scale(logit_scale, image_embeds)
     all_images, all_texts = gather_with_grad(image_embeds), gather_with_grad(text_embeds)  # (n·B, E) each
     labels = torch.arange(len(image_embeds), device=image_embeds.device) + dist.get_rank() * len(image_embeds)
     logits_per_image = s * image_embeds @ all_texts.T  # (B, n·B)
@@ -249,7 +274,7 @@ def siglip_loss(image_embeds: Tensor, text_embeds: Tensor, logit_scale: Scalar, 
     keeps the first steps from being dominated by the many easy negatives.
     """
     _check_pair(image_embeds, text_embeds)
-    s, b = _scalar(logit_scale, "logit_scale", image_embeds), _scalar(logit_bias, "logit_bias", image_embeds)
+    s, b = _logit_scale(logit_scale, image_embeds), _scalar(logit_bias, "logit_bias", image_embeds)
     logits = s * image_embeds @ text_embeds.T + b  # (B, B)
     labels = 2 * torch.eye(len(logits), dtype=logits.dtype, device=logits.device) - 1  # +1 diagonal, −1 elsewhere
     return -F.logsigmoid(labels * logits).sum() / len(logits)
@@ -266,8 +291,7 @@ def nt_xent_loss(z1: Tensor, z2: Tensor, temperature: float = 0.5) -> Tensor:
     classification, and the loss is the mean cross-entropy over all 2B rows (both directions, as in CLIP).
     """
     _check_pair(z1, z2, names=("z1", "z2"))
-    if not temperature > 0:
-        raise ValueError(f"temperature must be > 0, got {temperature}; SimCLR uses 0.1 to 0.5")
+    _check_positive(temperature, "temperature", "it divides the cosine similarities; SimCLR uses 0.1 to 0.5")
     B = len(z1)
     z = F.normalize(torch.cat([z1, z2]), dim=1)  # (2B, E)
     logits = z @ z.T / temperature  # (2B, 2B)

@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .zeroshot import check_finite
+
 # 1e-3 .. 1e4 in half decades (15 values), 0.316 among them. On unit-norm features with hundreds of examples per
 # class the best C is often 1e3 (notebook 04, benchmarks/probe_speed.py), so the grid goes one decade beyond it.
 DEFAULT_CS = tuple(10 ** (e / 2) for e in range(-6, 9))
@@ -48,6 +50,25 @@ def _check_pair(feats: Tensor, labels: Tensor, name: str) -> None:
     if len(feats) != len(labels):
         raise ValueError(f"{name}_feats has {len(feats)} rows but {name}_labels has {len(labels)}; pass one label "
                          "per feature row")
+    if len(labels) == 0:
+        raise ValueError(f"{name}_feats is empty; pass at least one example")
+    negative = (labels < 0).nonzero().flatten()
+    if len(negative):
+        i = int(negative[0])
+        raise ValueError(f"{name}_labels has {len(negative)} negative labels (the first: {int(labels[i])} at row {i}); "
+                         "class ids are >= 0 (-1 often marks an unlabelled example: drop those rows)")
+    check_finite(feats, f"{name}_feats")
+
+
+def _check_seen(train_labels: Tensor, test_labels: Tensor) -> None:
+    """A probe predicts only classes it was trained on: a test class missing from training would be an error on
+    every one of its examples, however good the features."""
+    test_classes = test_labels.unique()
+    unseen = test_classes[~torch.isin(test_classes, train_labels.to(test_classes.device))]
+    if len(unseen):
+        raise ValueError(f"test_labels hold classes that train_labels lack: {unseen[:10].tolist()}; the probe cannot "
+                         "predict them, so every such example would count as wrong: drop them from the test set, or "
+                         "add training examples of them")
 
 
 def _shuffle_by_class(labels: Tensor, seed: int):
@@ -179,7 +200,8 @@ def linear_probe(train_feats: Tensor, train_labels: Tensor, test_feats: Tensor, 
     third fewer iterations), the best validation accuracy wins (ties: the smaller C), and the probe is refitted
     on the whole training set.
 
-    Args: train_feats (B, D), train_labels (B,), test_feats (B', D), test_labels (B',).
+    Args: train_feats (B, D), train_labels (B,), test_feats (B', D), test_labels (B',); labels are class ids >= 0,
+        and every test class must occur in training. Features must be finite.
     Returns: ProbeResult(accuracy on the test set, C, classifier, sweep).
     """
     _check_pair(train_feats, train_labels, "train")
@@ -191,6 +213,7 @@ def linear_probe(train_feats: Tensor, train_labels: Tensor, test_feats: Tensor, 
     classes, y = train_labels.unique(return_inverse=True)  # K labels seen in training; y in 0..K-1
     if len(classes) < 2:
         raise ValueError(f"the training set holds only class {classes.tolist()}; a classifier needs two or more")
+    _check_seen(train_labels, test_labels)
     if standardize:
         mean, std = x.mean(dim=0), x.std(dim=0, correction=0).clamp_min(1e-8)  # as sklearn's StandardScaler
         x = (x - mean) / std
@@ -271,23 +294,31 @@ def low_shot_curve(train_feats: Tensor, train_labels: Tensor, test_feats: Tensor
 def knn_accuracy(train_feats: Tensor, train_labels: Tensor, test_feats: Tensor, test_labels: Tensor,
                  k: int = 200, temperature: float = 0.1, batch_size: int = 1024) -> float:
     """Weighted kNN accuracy, as lightly's benchmarks (after Wu et al. 2018): the k most cosine-similar training
-    features vote for their class with weight exp(sim / temperature). temperature=math.inf gives a plain
-    majority vote.
+    features vote for their class with weight exp(sim / temperature), temperature > 0. temperature=math.inf gives a
+    plain majority vote.
 
-    Args: train_feats (B, D), train_labels (B,) in 0..K-1, test_feats (B', D), test_labels (B',).
+    Args: train_feats (B, D), train_labels (B,) in 0..K-1, test_feats (B', D), test_labels (B',) among the
+        training classes.
     Returns: the fraction of test features whose top-scoring class is their label.
     """
     _check_pair(train_feats, train_labels, "train")
     _check_pair(test_feats, test_labels, "test")
+    _check_seen(train_labels, test_labels)
     if k < 1:
         raise ValueError(f"k={k}; pass k >= 1 neighbours")
+    if not temperature > 0:  # `not >` also catches NaN
+        raise ValueError(f"temperature={temperature}; pass a positive temperature (lightly's benchmarks use 0.1), or "
+                         "math.inf for a plain majority vote")
     bank = F.normalize(train_feats.float(), dim=1)  # (B, D)
-    K = int(max(train_labels.max(), test_labels.max())) + 1
+    K = int(train_labels.max()) + 1
     correct = 0
     for query, y in zip(test_feats.split(batch_size), test_labels.split(batch_size)):
         sim = F.normalize(query.to(bank), dim=1) @ bank.T  # (B', B)
         top_sim, top_idx = sim.topk(min(k, len(bank)), dim=1)  # (B', k)
         votes = torch.zeros(len(query), K, device=bank.device)
-        votes.scatter_add_(1, train_labels.to(bank.device)[top_idx], (top_sim / temperature).exp())  # (B', K)
+        # Shifting by each row's top similarity scales its votes by one factor, so the winner is the same, and keeps
+        # exp <= 1: unshifted, exp(1 / 0.01) already overflows float32 to inf and ties every class that has one.
+        weights = ((top_sim - top_sim[:, :1]) / temperature).exp()  # (B', k)
+        votes.scatter_add_(1, train_labels.to(bank.device)[top_idx], weights)  # (B', K)
         correct += int((votes.argmax(dim=1) == y.to(bank.device)).sum())
     return correct / len(test_labels)

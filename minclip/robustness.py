@@ -21,13 +21,23 @@ def logit(acc: float) -> float:
     return math.log(p / (1 - p))
 
 
+def _check_accuracy(acc: float, name: str) -> float:
+    """acc as a float, refused unless a fraction in [0, 1]: logit() clips, so a percentage (93.0) or a NaN would
+    otherwise pass silently as 99.9% or poison the fit."""
+    acc = float(acc)
+    if not 0 <= acc <= 1:  # also False for NaN
+        raise ValueError(f"{name} is {acc}; accuracies are fractions in [0, 1] (divide a percentage by 100; a NaN "
+                         "means the evaluation itself failed)")
+    return acc
+
+
 class RobustnessLine(NamedTuple):
     slope: float
     intercept: float  # logit(ood) = slope * logit(id) + intercept
 
     def predict(self, id_acc: float) -> float:
         """The shifted accuracy the line expects of a model with in-distribution accuracy id_acc."""
-        return 1 / (1 + math.exp(-(self.slope * logit(id_acc) + self.intercept)))
+        return 1 / (1 + math.exp(-(self.slope * logit(_check_accuracy(id_acc, "id_acc")) + self.intercept)))
 
 
 def fit_robustness_line(id_acc: Sequence[float], ood_acc: Sequence[float]) -> RobustnessLine:
@@ -38,8 +48,8 @@ def fit_robustness_line(id_acc: Sequence[float], ood_acc: Sequence[float]) -> Ro
     if len(id_acc) != len(ood_acc):
         raise ValueError(f"{len(id_acc)} in-distribution accuracies but {len(ood_acc)} shifted ones; pass one pair "
                          "per model")
-    x = torch.tensor([logit(a) for a in id_acc], dtype=torch.float64)
-    y = torch.tensor([logit(a) for a in ood_acc], dtype=torch.float64)
+    x = torch.tensor([logit(_check_accuracy(a, f"id_acc[{i}]")) for i, a in enumerate(id_acc)], dtype=torch.float64)
+    y = torch.tensor([logit(_check_accuracy(a, f"ood_acc[{i}]")) for i, a in enumerate(ood_acc)], dtype=torch.float64)
     if len(x) < 2 or float(x.max() - x.min()) == 0:
         raise ValueError("a line needs at least two models with different in-distribution accuracies; train more "
                          "baselines (other sizes or training lengths)")
@@ -49,7 +59,7 @@ def fit_robustness_line(id_acc: Sequence[float], ood_acc: Sequence[float]) -> Ro
 
 def effective_robustness(line: RobustnessLine, id_acc: float, ood_acc: float) -> float:
     """Shifted accuracy above what the line predicts from in-distribution accuracy, in accuracy units (0.1 = 10 pt)."""
-    return float(ood_acc) - line.predict(id_acc)
+    return _check_accuracy(ood_acc, "ood_acc") - line.predict(id_acc)
 
 
 def domain_accuracies(predict: Callable, shapeworld, task: str = "color_shape", split: str = "test",

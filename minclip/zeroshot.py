@@ -27,11 +27,35 @@ def _inference(model):
         model.train(was_training)
 
 
+DIVERGED = "likely cause: the model's weights diverged (check the checkpoint: did its training loss stay finite?)"
+
+
+def check_finite(x: Tensor, name: str, cause: str = DIVERGED) -> None:
+    """Refuse a (B, D) tensor with NaN or inf rows: they would be scored (a NaN similarity ranks like a hit in a
+    top-k, and a probe fits them) instead of failing. It reads every value, so on a GPU it waits for the device:
+    fine once per evaluation batch, not in a training step."""
+    bad = ~torch.isfinite(x).all(dim=1)  # (B,)
+    if bad.any():
+        raise ValueError(f"{name}: {int(bad.sum())} of {len(x)} rows hold NaN or inf values (the first is row "
+                         f"{int(bad.nonzero()[0])}); {cause}")
+
+
+def _check_classes(K: int) -> None:
+    if K < 2:
+        raise ValueError(f"zero-shot classification needs two or more classes, got {K}: with one class every "
+                         "prediction is right, so accuracy would be 1.0 whatever the model")
+
+
 def _check_prompts(classnames: list, templates: list) -> None:
     if not classnames:
         raise ValueError("classnames is empty; pass one name per class, e.g. ['red circle', 'blue square']")
     if not all(isinstance(c, str) for c in classnames):
         raise TypeError(f"classnames must be strings, got {[type(c).__name__ for c in classnames][:5]}")
+    blank = [i for i, c in enumerate(classnames) if not c.strip()]
+    if blank:
+        raise ValueError(f"classnames[{blank[0]}] is {classnames[blank[0]]!r}, a blank name; every class needs a name "
+                         "for its prompts (e.g. 'red circle'): name it or drop the class")
+    _check_classes(len(classnames))
     if len(set(classnames)) != len(classnames):
         doubles = sorted({c for c in classnames if classnames.count(c) > 1})
         raise ValueError(f"classnames has duplicates {doubles}; two classes with one name cannot be told apart")
@@ -62,6 +86,7 @@ def zeroshot_classifier(model, tokenizer, classnames: Sequence[str], templates: 
         embeds = torch.cat([model.encode_text(chunk.to(device), normalize=True)
                             for chunk in tokens.split(batch_size)])  # (K*T, E)
     class_means = embeds.float().view(K, T, -1).mean(dim=1)  # (K, E)
+    check_finite(class_means, "the mean text embedding per class")
     return F.normalize(class_means, dim=-1).T  # (E, K)
 
 
@@ -84,7 +109,9 @@ def image_features(model, images: Tensor, preprocess=None, batch_size: int = 256
             if preprocess is not None:
                 chunk = preprocess(chunk)
             feats.append(model.encode_image(chunk, normalize=True).float())  # (B, E)
-    return torch.cat(feats)
+    feats = torch.cat(feats)  # (B, E)
+    check_finite(feats, "the image embeddings")
+    return feats
 
 
 def _topk_hits(logits: Tensor, labels: Tensor, topk: Sequence[int]) -> Tensor:
@@ -109,6 +136,10 @@ def accuracy(model, images_or_loader, labels: Optional[Tensor], classifier: Tens
     topk = tuple(topk)
     if not topk or min(topk) < 1:
         raise ValueError(f"topk should hold positive ks, e.g. (1, 5); got {topk}")
+    if classifier.ndim != 2:
+        raise ValueError(f"classifier should be (E, K), one column per class, got shape {tuple(classifier.shape)}")
+    _check_classes(classifier.shape[1])
+    check_finite(classifier.T, "classifier.T (one row per class)")
     if isinstance(images_or_loader, Tensor):
         if labels is None or len(labels) != len(images_or_loader):
             raise ValueError(f"{len(images_or_loader)} images need as many labels, got "
@@ -157,6 +188,12 @@ def retrieval(image_embeds: Tensor, text_embeds: Tensor, text_to_image: Optional
     (a wrong candidate scoring equal to the right one ranks ahead of it), so constant embeddings score 0, not 1.
     Returns: {"image_to_text_R@k": fraction, "text_to_image_R@k": fraction} for each k.
     """
+    for x, name in ((image_embeds, "image_embeds"), (text_embeds, "text_embeds")):
+        if not isinstance(x, Tensor) or x.ndim != 2:
+            raise ValueError(f"{name} should be a (B, E) tensor, got {getattr(x, 'shape', type(x))}")
+        check_finite(x, name)
+    if not ks or min(ks) < 1:
+        raise ValueError(f"ks should hold positive ks, e.g. (1, 5, 10); got {tuple(ks)}")
     B, M = len(image_embeds), len(text_embeds)
     if text_to_image is None:
         if B != M:

@@ -3,6 +3,8 @@ an analytic special case, symmetry/invariance, and parity with the reference lib
 The two-process gloo test of distributed_clip_loss lives in test_loss_distributed.py.
 """
 import math
+import subprocess
+import sys
 
 import numpy as np
 import open_clip
@@ -11,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from lightly.loss import NTXentLoss
 
-from minclip.loss import clip_loss, clip_loss_grad, nt_xent_loss, siglip_loss, tiled_clip_loss
+from minclip.loss import clip_loss, clip_loss_grad, distributed_clip_loss, nt_xent_loss, siglip_loss, tiled_clip_loss
 
 
 def pairs(B, E, seed=0, dtype=torch.float32, grad=False):
@@ -151,38 +153,42 @@ def test_permuting_the_batch_jointly_changes_nothing_but_breaking_pairs_does():
 @pytest.mark.parametrize("E", [8, 32])
 @pytest.mark.parametrize("s", [1.0, 14.3, 100.0])
 def test_clip_loss_and_gradients_match_open_clip(B, E, s):
-    images, texts = pairs(B, E, seed=B + E, grad=True)
-    scale = torch.tensor(s, requires_grad=True)
+    # float64 (here and in every parity test): the comparison is of the formulas, not of one CPU's float32 kernels.
+    # Two correct paths differ by a few ulps per operation, ~1e-14 relative in float64; 1e-10 catches any wrong term.
+    images, texts = pairs(B, E, seed=B + E, dtype=torch.float64, grad=True)
+    scale = torch.tensor(s, dtype=torch.float64, requires_grad=True)
     ours = clip_loss(images, texts, scale)
     ref = open_clip.ClipLoss()(images, texts, scale)
-    assert ours.item() == pytest.approx(ref.item(), rel=1e-5)
+    assert ours.item() == pytest.approx(ref.item(), rel=1e-12)
     for a, b in zip(torch.autograd.grad(ours, (images, texts, scale)), torch.autograd.grad(ref, (images, texts, scale))):
-        assert max_rel(a, b) < 1e-5
+        assert max_rel(a, b) < 1e-10
 
 
 @pytest.mark.parametrize("B,E", [(2, 4), (12, 8), (48, 32)])
 @pytest.mark.parametrize("s,b", [(10.0, -10.0), (1.0, 0.0), (100.0, -5.0)])
 def test_siglip_loss_matches_open_clip(B, E, s, b):
-    images, texts = pairs(B, E, seed=B, grad=True)
-    scale, bias = torch.tensor(s, requires_grad=True), torch.tensor(b, requires_grad=True)
+    images, texts = pairs(B, E, seed=B, dtype=torch.float64, grad=True)
+    scale = torch.tensor(s, dtype=torch.float64, requires_grad=True)
+    bias = torch.tensor(b, dtype=torch.float64, requires_grad=True)
     ours = siglip_loss(images, texts, scale, bias)
     ref = open_clip.loss.SigLipLoss()(images, texts, scale, bias)
-    assert ours.item() == pytest.approx(ref.item(), rel=1e-5)
+    assert ours.item() == pytest.approx(ref.item(), rel=1e-12)
     inputs = (images, texts, scale, bias)
     for x, y in zip(torch.autograd.grad(ours, inputs), torch.autograd.grad(ref, inputs)):
-        assert max_rel(x, y) < 1e-5
+        assert max_rel(x, y) < 1e-10
 
 
 @pytest.mark.parametrize("B,E", [(2, 3), (16, 24), (64, 128)])
 @pytest.mark.parametrize("temperature", [0.07, 0.1, 0.5, 1.0])
 def test_nt_xent_loss_matches_lightly(B, E, temperature):
     g = torch.Generator().manual_seed(B)
-    z1, z2 = torch.randn(B, E, generator=g, requires_grad=True), torch.randn(B, E, generator=g, requires_grad=True)
+    z1 = torch.randn(B, E, generator=g, dtype=torch.float64, requires_grad=True)
+    z2 = torch.randn(B, E, generator=g, dtype=torch.float64, requires_grad=True)
     ours, ref = nt_xent_loss(z1, z2, temperature), NTXentLoss(temperature=temperature)(z1, z2)
-    # abs: at τ = 0.07 a loss of 1e-3 is a difference of logits ~14, which float32 holds to ~1e-6
-    assert ours.item() == pytest.approx(ref.item(), rel=1e-5, abs=1e-6)
+    # abs: at τ = 0.07 a loss near 0 is a difference of logits ~14, which float64 holds to ~1e-15
+    assert ours.item() == pytest.approx(ref.item(), rel=1e-12, abs=1e-13)
     for a, b in zip(torch.autograd.grad(ours, (z1, z2)), torch.autograd.grad(ref, (z1, z2))):
-        assert max_rel(a, b) < 1e-5
+        assert max_rel(a, b) < 1e-10
 
 
 # the hand-derived gradient
@@ -299,19 +305,79 @@ def test_bad_scale_chunk_temperature_and_dtype_raise_a_clear_error():
         clip_loss(images, texts.double(), torch.tensor(14.3))
 
 
+SCALED_LOSSES = {  # every loss that multiplies the logits by an exponentiated logit_scale
+    "clip_loss": clip_loss,
+    "clip_loss_grad": clip_loss_grad,
+    "tiled_clip_loss": lambda i, t, s: tiled_clip_loss(i, t, s, chunk_size=3),
+    "distributed_clip_loss": distributed_clip_loss,  # without a process group: clip_loss
+    "siglip_loss": lambda i, t, s: siglip_loss(i, t, s, torch.tensor(-10.0)),
+}
+
+
+@pytest.mark.parametrize("loss", SCALED_LOSSES.values(), ids=SCALED_LOSSES.keys())
+@pytest.mark.parametrize("scale", [-14.3, 0.0, torch.tensor(-1.0)], ids=["neg", "zero", "tensor"])
+def test_a_scale_that_is_not_positive_is_refused(loss, scale):
+    # s <= 0 would reward the wrong pairs (or flatten every softmax) and train without complaint
+    images, texts = pairs(4, 8)
+    with pytest.raises(ValueError, match=r"logit_scale must be > 0, got .*model\.logit_scale\.exp\(\)"):
+        loss(images, texts, scale)
+
+
+@pytest.mark.parametrize("loss", SCALED_LOSSES.values(), ids=SCALED_LOSSES.keys())
+def test_the_models_log_scale_parameter_is_refused(loss):
+    # CLIP stores t = log(1/0.07) = 2.66 as an nn.Parameter: positive, so only its type tells it from s = exp(t)
+    images, texts = pairs(4, 8)
+    t = torch.nn.Parameter(torch.tensor(math.log(1 / 0.07)))
+    with pytest.raises(TypeError, match=r"nn\.Parameter.*pass model\.logit_scale\.exp\(\)"):
+        loss(images, texts, t)
+    assert loss(images, texts, t.exp()) is not None  # the fix, as the message says
+
+
+@pytest.mark.parametrize("temperature", [-0.5, float("nan"), torch.tensor(0.0)])
+def test_a_temperature_that_is_not_positive_is_refused(temperature):
+    z1, z2 = pairs(4, 8)
+    with pytest.raises(ValueError, match="temperature must be > 0, got .*SimCLR uses 0.1 to 0.5"):
+        nt_xent_loss(z1, z2, temperature)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_the_scale_checks_never_sync_the_gpu():
+    # clip_loss runs every training step: its checks must not wait for the GPU (sync debug mode "error" raises
+    # on any op that would)
+    images, texts = (x.cuda() for x in pairs(64, 16))
+    s, b = torch.tensor(14.3, device="cuda"), torch.tensor(-10.0, device="cuda")
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for loss in (clip_loss, tiled_clip_loss, distributed_clip_loss):
+            loss(images, texts, s)
+        siglip_loss(images, texts, s, b)
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
+    # On the GPU a negative scale is caught asynchronously, at the next sync. A failed device-side assert ends the
+    # process's CUDA context, so it runs in a process of its own.
+    code = ("import torch; from minclip.loss import clip_loss; x = torch.eye(4, device='cuda'); "
+            "clip_loss(x, x, torch.tensor(-1.0, device='cuda')); torch.cuda.synchronize()")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert run.returncode != 0 and "device-side assert" in run.stderr
+
+
 def test_a_plain_number_works_as_logit_scale():
     images, texts = pairs(6, 4)
     assert clip_loss(images, texts, 14.3).item() == pytest.approx(clip_loss(images, texts, torch.tensor(14.3)).item())
 
 
 def test_nan_inputs_give_a_nan_loss():
-    # documented: checking for NaN would sync the GPU every step, so a NaN embedding gives a NaN loss
+    # documented: checking for NaN would sync the GPU every step, so a NaN embedding gives a NaN loss; and a NaN
+    # scale is a diverged model, whose NaN loss the trainer reports with its cause (not a wrong-argument error)
     images, texts = pairs(5, 4)
     images[2, 1] = float("nan")
     s = torch.tensor(14.3)
     for loss in (clip_loss(images, texts, s), tiled_clip_loss(images, texts, s, chunk_size=2),
                  siglip_loss(images, texts, s, torch.tensor(-10.0))):
         assert torch.isnan(loss)
+    images, texts = pairs(5, 4)
+    assert torch.isnan(clip_loss(images, texts, torch.tensor(float("nan"))))
 
 
 def test_unnormalised_embeddings_give_the_dot_product_loss():

@@ -173,3 +173,57 @@ def test_bad_inputs_have_clear_errors():
         linear_probe(x[:3], torch.arange(3), x, y)
     with pytest.raises(ValueError, match="one label per feature row"):
         knn_accuracy(x, y, x, y[:5])
+
+
+def with_nan_rows(x, rows):
+    x = x.clone()
+    x[rows] = float("nan")
+    return x
+
+
+def test_non_finite_features_are_refused_by_every_readout():
+    x, y = blobs(120, 8, 3, 0.5, seed=9)
+    bad_train, bad_test = with_nan_rows(x[:90], [4, 7]), with_nan_rows(x[90:], [0])
+    for fn in (lambda *a: linear_probe(*a, C=1.0), knn_accuracy,
+               lambda *a: low_shot_curve(*a, shots=(1,), trials=1, C=1.0)):
+        with pytest.raises(ValueError, match=r"train_feats: 2 of 90 rows hold NaN or inf .*row 4\).*diverged"):
+            fn(bad_train, y[:90], x[90:], y[90:])
+        with pytest.raises(ValueError, match=r"test_feats: 1 of 30 rows hold NaN or inf"):
+            fn(x[:90], y[:90], bad_test, y[90:])
+    inf_feats = x[:90].clone()
+    inf_feats[3, 2] = float("inf")
+    with pytest.raises(ValueError, match="1 of 90 rows"):
+        linear_probe(inf_feats, y[:90], x[90:], y[90:], C=1.0)
+
+
+def test_labels_out_of_range_are_refused():
+    x, y = blobs(120, 8, 3, 0.5, seed=10)
+    unlabelled = y[:90].clone()
+    unlabelled[[5, 6]] = -1  # -1: "no label" in many datasets
+    for fn in (lambda *a: linear_probe(*a, C=1.0), knn_accuracy):
+        with pytest.raises(ValueError, match=r"train_labels has 2 negative labels \(the first: -1 at row 5\)"):
+            fn(x[:90], unlabelled, x[90:], y[90:])
+        with pytest.raises(ValueError, match="test_labels has 1 negative"):
+            fn(x[:90], y[:90], x[90:], torch.cat([y[90:119], torch.tensor([-3])]))
+        # class 3 never occurs in training: the probe could never predict it, so each of its examples is an error
+        with pytest.raises(ValueError, match=r"test_labels hold classes that train_labels lack: \[3\]"):
+            fn(x[:90], y[:90], x[90:], torch.cat([y[90:110], torch.full((10,), 3)]))
+    with pytest.raises(ValueError, match="classes that train_labels lack"):
+        low_shot_curve(x[:90], y[:90], x[90:], y[90:] + 10, shots=(1,), trials=1, C=1.0)
+    with pytest.raises(ValueError, match="test_feats is empty"):
+        linear_probe(x[:90], y[:90], x[:0], y[:0], C=1.0)  # used to give accuracy NaN
+
+
+@pytest.mark.parametrize("temperature", [0.0, -0.1, float("nan")])
+def test_knn_refuses_a_temperature_that_is_not_positive(temperature):
+    x, y = blobs(60, 8, 3, 0.5, seed=11)
+    with pytest.raises(ValueError, match=r"pass a positive temperature .* or math\.inf for a plain majority vote"):
+        knn_accuracy(x[:40], y[:40], x[40:], y[40:], k=5, temperature=temperature)
+
+
+def test_knn_at_a_small_temperature_does_not_overflow():
+    # exp(sim / 0.005) reaches e^200, inf in float32: without the max-shift every class with an inf vote ties
+    x, y = blobs(260, 12, 4, 0.7, seed=7)
+    ref = knn_reference(x[:200].double(), y[:200], x[200:].double(), k=20, temperature=0.005, K=4)  # e^200 fits
+    assert knn_accuracy(x[:200], y[:200], x[200:], y[200:], k=20, temperature=0.005) == pytest.approx(
+        (ref == y[200:]).float().mean().item())

@@ -51,6 +51,29 @@ def test_fit_errors():
         fit_robustness_line([0.5, 0.5], [0.4, 0.3])
 
 
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), 93.0, -0.1])
+def test_accuracies_that_are_not_fractions_are_refused(bad):
+    # logit() clips to [EPS, 1 - EPS], so a percentage passed as 93.0 used to count as 99.9%, and a NaN gave a NaN line
+    with pytest.raises(ValueError, match=r"id_acc\[1\] is .*fractions in \[0, 1\] \(divide a percentage by 100"):
+        fit_robustness_line([0.5, bad, 0.7], [0.4, 0.5, 0.6])
+    with pytest.raises(ValueError, match=r"ood_acc\[2\] is "):
+        fit_robustness_line([0.5, 0.6, 0.7], [0.4, 0.5, bad])
+    line = RobustnessLine(1.0, 0.0)
+    with pytest.raises(ValueError, match="id_acc is .*fractions"):
+        effective_robustness(line, bad, 0.5)
+    with pytest.raises(ValueError, match="ood_acc is .*fractions"):
+        effective_robustness(line, 0.5, bad)
+    with pytest.raises(ValueError, match="id_acc is .*fractions"):
+        line.predict(bad)
+
+
+def test_one_model_is_not_a_line():
+    with pytest.raises(ValueError, match="at least two models"):
+        fit_robustness_line([0.7], [0.5])
+    with pytest.raises(ValueError, match="at least two models"):
+        fit_robustness_line([], [])
+
+
 class FakeWorld:
     """Images carry their label in pixel (0, 0, 0); the 'noisy' domain corrupts every other label."""
     domains = ["photo", "noisy"]

@@ -220,3 +220,53 @@ def test_real_tiny_clip_tokenizer_preprocess_and_shapeworld():
     assert feats.shape == (64, model.embed_dim)
     expected = (feats @ W).argmax(1).eq(labels).float().mean().item()
     assert accuracy(model, images, labels, W, topk=(1,), preprocess=preprocess)[1] == pytest.approx(expected)
+
+
+def test_retrieval_refuses_non_finite_embeddings():
+    # NaN similarities fail every `>=`, so no wrong candidate outranks them: NaN rows used to count as hits
+    g = torch.Generator().manual_seed(0)
+    images, texts = torch.randn(64, 8, generator=g), torch.randn(64, 8, generator=g)
+    images[::2] = float("nan")
+    with pytest.raises(ValueError, match=r"image_embeds: 32 of 64 rows hold NaN or inf .*weights diverged"):
+        retrieval(images, texts)
+    texts[5, 1] = float("inf")
+    with pytest.raises(ValueError, match=r"text_embeds: 1 of 64 rows .*row 5\)"):
+        retrieval(torch.randn(64, 8, generator=g), texts)
+    with pytest.raises(ValueError, match="positive ks"):
+        retrieval(texts[:4], texts[:4] + 1, ks=(0, 1))
+
+
+def test_accuracy_refuses_non_finite_image_embeddings_and_classifier():
+    model, _ = make()
+    images, labels, W = torch.eye(8)[:3].view(3, 2, 4, 1), torch.arange(3), torch.eye(8)[:, :3]
+    nan_images = images.clone()
+    nan_images[1] = float("nan")
+    with pytest.raises(ValueError, match="the image embeddings: 1 of 3 rows hold NaN"):
+        accuracy(model, nan_images, labels, W)
+    nan_W = W.clone()
+    nan_W[:, 2] = float("nan")
+    with pytest.raises(ValueError, match=r"classifier\.T \(one row per class\): 1 of 3 rows .*row 2\)"):
+        accuracy(model, images, labels, nan_W)
+
+
+def test_zeroshot_classifier_refuses_non_finite_text_embeddings():
+    model, tok = make(embed=lambda text: torch.full((8,), float("nan")) if "dog" in text else one_hot_embed(text))
+    with pytest.raises(ValueError, match=r"mean text embedding per class: 1 of 3 rows .*row 1\).*diverged"):
+        zeroshot_classifier(model, tok, CLASSES, TEMPLATES)
+
+
+def test_one_class_is_refused_because_it_always_scores_1():
+    model, tok = make()
+    with pytest.raises(ValueError, match="two or more classes, got 1: with one class every prediction is right"):
+        zeroshot_classifier(model, tok, ["cat"], TEMPLATES)
+    with pytest.raises(ValueError, match="two or more classes, got 1"):
+        prompt_ablation(model, tok, torch.rand(2, 2, 4, 1), torch.zeros(2, dtype=torch.long), ["cat"], TEMPLATES)
+    with pytest.raises(ValueError, match="two or more classes, got 1"):  # a hand-made (E, 1) classifier
+        accuracy(model, torch.rand(4, 2, 4, 1), torch.zeros(4, dtype=torch.long), torch.eye(8)[:, :1])
+
+
+@pytest.mark.parametrize("blank", ["", "   ", "\t"])
+def test_blank_class_names_are_refused_by_index(blank):
+    model, tok = make()
+    with pytest.raises(ValueError, match=r"classnames\[1\] is .*a blank name.*name it or drop the class"):
+        zeroshot_classifier(model, tok, ["cat", blank, "car"], TEMPLATES)
