@@ -1,9 +1,17 @@
 """distributed_clip_loss on 2 CPU processes (gloo) equals clip_loss on the full batch, loss and gradients.
 
 This module imports only torch and minclip.loss, because each spawned process imports it again.
+
+Teardown is where multi-process tests break on a busy machine, so the workers are built not to depend on timing:
+- they meet through a FileStore (a file in the test's folder), not a TCPStore that rank 0 hosts, so neither rank's
+  exit can pull the store from under the other;
+- every collective has a 60 s timeout, so a broken rank fails the test instead of hanging it;
+- after the results are on disk and the process group is destroyed, a worker leaves with os._exit(0). That skips only
+  the interpreter's own finalisation, where gloo's threads can still abort a process ("terminate called without an
+  active exception", SIGABRT) after all of its work is done (pytorch/pytorch#179291 describes the mechanism).
 """
+import datetime
 import os
-import socket
 
 import pytest
 import torch
@@ -23,34 +31,29 @@ def _full_batch(seed: int = 0):
     return images, texts, torch.tensor(14.3, dtype=torch.float64)
 
 
-def _worker(rank: int, port: int, out_dir: str) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=rank, world_size=WORLD)
-    try:
-        images, texts, scale = _full_batch()
-        rows = slice(rank * B_LOCAL, (rank + 1) * B_LOCAL)
-        image, text = images[rows].clone().requires_grad_(), texts[rows].clone().requires_grad_()
-        scale.requires_grad_()
-        loss = distributed_clip_loss(image, text, scale)
-        loss.backward()
-        gathered = gather_with_grad(image.detach())
-        torch.save({"loss": loss.detach(), "image": image.grad, "text": text.grad, "scale": scale.grad,
-                    "gathered": gathered}, os.path.join(out_dir, f"rank{rank}.pt"))
-    finally:
-        dist.barrier()  # both ranks are done before either tears down (rank 0 hosts the store)
-        dist.destroy_process_group()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def _worker(rank: int, store: str, out_dir: str) -> None:
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=WORLD,
+                            timeout=datetime.timedelta(seconds=60))
+    images, texts, scale = _full_batch()
+    rows = slice(rank * B_LOCAL, (rank + 1) * B_LOCAL)
+    image, text = images[rows].clone().requires_grad_(), texts[rows].clone().requires_grad_()
+    scale.requires_grad_()
+    loss = distributed_clip_loss(image, text, scale)
+    loss.backward()
+    gathered = gather_with_grad(image.detach())
+    path = os.path.join(out_dir, f"rank{rank}.pt")
+    torch.save({"loss": loss.detach(), "image": image.grad, "text": text.grad, "scale": scale.grad,
+                "gathered": gathered}, path + ".tmp")
+    os.replace(path + ".tmp", path)  # the file is whole or absent
+    dist.barrier()  # both ranks are done before either tears down
+    dist.destroy_process_group()
+    os._exit(0)  # see the module docstring: nothing is left to do, and finalisation is where gloo can abort
 
 
 @pytest.mark.slow
 def test_two_gloo_ranks_equal_the_full_batch(tmp_path):
-    mp.spawn(_worker, args=(_free_port(), str(tmp_path)), nprocs=WORLD, join=True)
-    ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(WORLD)]
+    mp.spawn(_worker, args=(str(tmp_path / "store"), str(tmp_path)), nprocs=WORLD, join=True)
+    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(WORLD)]
 
     images, texts, scale = (x.clone().requires_grad_() for x in _full_batch())
     full = clip_loss(images, texts, scale)
