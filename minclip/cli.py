@@ -6,7 +6,9 @@ A run's settings are one dataclass whose fields carry their help text (`arg`); `
 """
 import argparse
 import json
+import signal
 import sys
+import threading
 import time
 from dataclasses import field, fields
 from pathlib import Path
@@ -47,17 +49,27 @@ def parse_flags_or_exit(config_class, argv=None, prog: str = "", description: st
 
 
 class Logger:
-    """A tqdm bar (loss, logit scale, throughput), metrics.jsonl and, optionally, TensorBoard."""
+    """A tqdm bar (loss, logit scale, throughput), metrics.jsonl and, optionally, TensorBoard.
 
-    def __init__(self, out: Path, cfg, active: bool, start: int):
+    The log of a resumed run is the log an uninterrupted run writes (apart from timings): a fresh run starts
+    metrics.jsonl anew, and a resumed one first drops the records after its checkpoint's step (written by the run that
+    was killed after it), as TensorBoard's purge_step does for its events. `seconds` carries the training time across.
+    """
+
+    def __init__(self, out: Path, cfg, active: bool, start: int, seconds: float = 0.0):
         from tqdm.auto import tqdm
-        self.active, self.every, self.seconds, self.out = active, cfg.log_every, 0.0, out
+        self.active, self.every, self.seconds, self.out = active, cfg.log_every, seconds, out
         self.bar = tqdm(total=cfg.steps, initial=start, disable=not active or cfg.quiet, unit="step",
                         dynamic_ncols=True)
         self.tb = None
+        if active:
+            metrics = out / "metrics.jsonl"
+            kept = [line for line in metrics.read_text().splitlines() if _step(line) <= start] \
+                if start > 0 and metrics.exists() else []
+            metrics.write_text("".join(line + "\n" for line in kept))
         if active and cfg.tensorboard:
             from torch.utils.tensorboard import SummaryWriter
-            self.tb = SummaryWriter(out / "tensorboard")
+            self.tb = SummaryWriter(out / "tensorboard", purge_step=start)
 
     def write(self, record: dict) -> None:
         with open(self.out / "metrics.jsonl", "a") as f:
@@ -88,3 +100,33 @@ class Logger:
         self.bar.close()
         if self.tb is not None:
             self.tb.close()
+
+
+def _step(line: str) -> float:
+    """The step of one metrics.jsonl record; a line torn by a kill mid-write counts as after every step."""
+    try:
+        return json.loads(line)["step"]
+    except (ValueError, KeyError):
+        return float("inf")
+
+
+class GracefulStop:
+    """`with GracefulStop() as stop:` Ctrl-C (SIGINT) or SIGTERM sets `stop.requested` instead of raising at once,
+    so that the training loop can finish its step, save and stop cleanly. A second Ctrl-C stops at once."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __enter__(self) -> "GracefulStop":
+        self.requested, self.previous = False, {}
+        if threading.current_thread() is threading.main_thread():  # Python lets only the main thread set handlers
+            self.previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __exit__(self, *exc) -> None:
+        for s, handler in self.previous.items():
+            signal.signal(s, handler)

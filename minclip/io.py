@@ -1,4 +1,5 @@
-"""Where minclip keeps its files, and how it writes them so that a crash never leaves half a file behind."""
+"""Where minclip keeps its files, how it writes them so that a crash never leaves half a file behind, and the lock that
+gives a run folder one writer."""
 import os
 from pathlib import Path
 
@@ -24,13 +25,76 @@ def atomic_save(obj, path) -> None:
     """torch.save to a temporary file in the same folder, then rename it into place.
 
     os.replace is atomic on POSIX and Windows: a reader (or a resume after kill -9) sees the old file or the new one,
-    never a torn one.
+    never a torn one. An exception or Ctrl-C mid-write removes the temporary file; after a kill -9 nothing can, so the
+    next run that locks the folder does (RunLock).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
-        torch.save(obj, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+class RunFolderBusy(RuntimeError):
+    """Another process is writing this run folder."""
+
+
+class RunLock:
+    """`with RunLock(out):` one process at a time writes a run folder; a second one is refused at once.
+
+    An OS file lock (flock) on OUT/.lock: the kernel releases it when the holder exits, however it exits (kill -9
+    included), so a lock is never left stale. Holding it also means that any `.*.tmp<PID>` file in the folder was left
+    by a writer that died mid-write, so it is removed.
+    """
+
+    def __init__(self, folder):
+        self.folder = Path(folder)
+        self.file = None
+
+    def __enter__(self) -> "RunLock":
+        if self.folder.exists() and not self.folder.is_dir():
+            raise ValueError(f"--out {self.folder} is a file; a run folder must be a folder: pick another --out")
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.file = open(self.folder / ".lock", "a+")
+        if not _try_lock(self.file):
+            self.file.seek(0)
+            holder = self.file.read().strip() or "another process"
+            self.file.close()
+            raise RunFolderBusy(f"{self.folder} is being written by {holder}; wait for that run to finish (or stop it), "
+                               f"or pick another --out")
+        self.file.seek(0)
+        self.file.truncate()
+        self.file.write(f"pid {os.getpid()}")
+        self.file.flush()
+        for stale in self.folder.glob(".*.tmp*"):  # a writer killed mid-write left it; it is never the real file
+            stale.unlink(missing_ok=True)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.file.close()  # closing the file releases the lock
+
+
+def _try_lock(file) -> bool:
+    """An exclusive, non-blocking lock on an open file: True if we hold it now."""
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        import msvcrt
+        try:
+            file.seek(0)
+            msvcrt.locking(file.fileno(), msvcrt.LK_NBLCK, 1)
+            return True
+        except OSError:
+            return False
+    try:
+        fcntl.flock(file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except OSError:
+        return False

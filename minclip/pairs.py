@@ -27,12 +27,14 @@ class PairSource:
         self.cfg, self.rank, self.world = cfg, rank, world
         self.local = cfg.batch_size // world
         self.context_length = model_config.text.context_length
-        self.shapeworld = ShapeWorld(seed=0, image_size=model_config.vision.image_size)
         self.domains = None if cfg.domains == "mix" else [d for d in cfg.domains.split(",") if d]
         self.objects = tuple(int(k) for k in cfg.objects.split(","))
-        if cfg.data == "csv":
+        if cfg.data == "shapeworld":
+            self.shapeworld = ShapeWorld(seed=0, image_size=model_config.vision.image_size)
+        else:  # a CSV run needs no ShapeWorld (which renders only small images): any preset's image size works
             from .data.datasets import ImageCaptionCSV
-            self.dataset = ImageCaptionCSV(cfg.csv, cfg.image_root, image_size=model_config.vision.image_size)
+            self.dataset = ImageCaptionCSV(cfg.csv, cfg.image_root, image_size=model_config.vision.image_size,
+                                           on_bad_image=cfg.on_bad_image)
 
     def pairs(self, step: int):
         """Pretraining(images uint8 (b, 3, H, W), b captions) for this rank at this step."""
@@ -60,8 +62,8 @@ class PairSource:
 
     def corpus(self) -> list:
         """Text to train a small tokenizer on: every caption style and every zero-shot prompt."""
-        if self.cfg.data == "csv":
-            return [self.dataset[i][1] for i in range(len(self.dataset))]
+        if self.cfg.data == "csv":  # the caption column alone: decoding every image only to read its caption is slow
+            return [row.caption for row in self.dataset.rows]
         return self.shapeworld.caption_corpus()
 
     @torch.no_grad()

@@ -27,9 +27,7 @@ class Parallel:
     @classmethod
     def setup(cls, device: str = "auto") -> "Parallel":
         world = int(os.environ.get("WORLD_SIZE", "1"))
-        if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        device = torch.device(device)
+        device = resolve_device(device)
         if world == 1:
             return cls(0, 1, device)
         if device.type == "cuda":
@@ -53,6 +51,15 @@ class Parallel:
         for p, g in zip(params, flat.split([p.numel() for p in params])):
             p.grad.copy_(g.view_as(p))
 
+    def any(self, flag: bool) -> bool:
+        """True on every rank if `flag` is True on any (e.g. Ctrl-C reached one rank): all ranks stop at the same step,
+        or the others would wait forever in the next collective."""
+        if self.world == 1:
+            return flag
+        t = torch.tensor([float(flag)], device=self.device)
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        return bool(t.item())
+
     def broadcast_int(self, value: int) -> int:
         """Rank 0's value everywhere (e.g. the number of steps --minutes allows)."""
         if self.world == 1:
@@ -65,3 +72,22 @@ class Parallel:
         if self.world > 1 and dist.is_initialized():
             dist.barrier()  # every rank is done before any tears down: rank 0 hosts the rendezvous store
             dist.destroy_process_group()
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """'auto' -> cuda if there is a GPU, else cpu; any other name is checked, so that a missing device is named now
+    rather than failing deep inside the first step."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"--device {name!r} is not a device name; use auto, cpu, cuda, cuda:1, mps") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {name}: this machine has no CUDA GPU that torch can use; use --device cpu "
+                         "(or auto)")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise ValueError(f"--device {name}: there are only {torch.cuda.device_count()} GPUs (cuda:0 ...)")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"--device {name}: MPS (Apple GPU) is not available here; use --device cpu (or auto)")
+    return device

@@ -4,24 +4,33 @@ One step: a batch of (image, caption) pairs -> CLIP.forward -> clip_loss -> back
 temperature (CLIP §2.5). Multi-GPU: `torchrun --nproc_per_node 8 -m minclip.train ...`; each rank encodes its share
 of the batch and the loss sees all of it through gather-with-grad (minclip/loss.py).
 """
+import contextlib
 import copy
 import json
 import math
+import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import torch
 
 from . import checkpoint
-from .cli import Logger, arg, parse_flags, parse_flags_or_exit
+from .cli import GracefulStop, Logger, arg, parse_flags, parse_flags_or_exit
 from .config import CLIPConfig
 from .loss import clip_loss, distributed_clip_loss
 from .model import CLIP
 from .optim import adamw, warmup_cosine
 from .pairs import PairSource, make_tokenizer
 from .data.transforms import clip_preprocess
-from .parallel import Parallel
+from .io import RunFolderBusy, RunLock
+from .parallel import Parallel, resolve_device
+
+
+# The flags a resumed run may change: how long it trains, its learning rate and clipping, and what it logs where.
+# Every other flag describes the run itself (model, data, batch, seed) and stays as the run began.
+RESUMABLE = ("steps", "lr", "grad_clip", "save_every", "log_every", "eval_every", "tensorboard", "quiet", "device",
+             "compile", "on_bad_image")
 
 
 @dataclass
@@ -30,6 +39,8 @@ class TrainConfig:
     data: str = arg("shapeworld", "'shapeworld' (offline, rendered on the fly) or 'csv' (an image-caption CSV)")
     csv: str = arg("", "--data csv: a CSV/TSV file with (path, caption) rows")
     image_root: str = arg("", "--data csv: the folder image paths are relative to")
+    on_bad_image: str = arg("error", "--data csv: a missing or undecodable image stops the run ('error', naming the "
+                            "file and its line) or is skipped ('skip': counted, and the first ones named in a warning)")
     domains: str = arg("photo", "--data shapeworld: comma-separated domains to train on, or 'mix' for ShapeWorld's "
                        "7-domain mix (the demo trains on photos, the domain its zero-shot test uses)")
     objects: str = arg("1,1", "--data shapeworld: fewest,most objects per training image (the demo: one, like its "
@@ -51,7 +62,8 @@ class TrainConfig:
     patch_dropout: float = arg(0.0, "FLIP: fraction of image patches dropped while training (e.g. 0.5)")
     seed: int = arg(0, "seeds the model init, the data stream and every random draw")
     out: str = arg("runs/clip", "run folder: config.json, metrics.jsonl, checkpoint.pt, zeroshot.json")
-    resume: bool = arg(False, "continue from OUT/checkpoint.pt (bit-identical on CPU)")
+    resume: bool = arg(False, "continue from OUT/checkpoint.pt (bit-identical on CPU); the run keeps its settings, "
+                       "except --" + ", --".join(f.replace("_", "-") for f in RESUMABLE) + ", which may change")
     save_every: int = arg(50, "write the checkpoint every this many steps (atomically)")
     log_every: int = arg(10, "append to metrics.jsonl every this many steps")
     eval_every: int = arg(0, "zero-shot evaluation on held-out ShapeWorld images every this many steps (0 = 4 times)")
@@ -64,9 +76,14 @@ class TrainConfig:
         def need(ok, msg):
             if not ok:
                 raise ValueError(msg)
+        def finite(*names):  # inf and nan pass a `>= 0` check (nan fails it with a misleading message)
+            for name in names:
+                need(math.isfinite(getattr(self, name)), f"--{name.replace('_', '-')} {getattr(self, name)} must be "
+                     "a finite number")
         need(self.preset in CLIPConfig.presets(), f"--preset {self.preset!r} is unknown; choose one of {CLIPConfig.presets()}")
         need(self.data in ("shapeworld", "csv"), f"--data {self.data!r} is unknown; use shapeworld or csv")
         need(self.data != "csv" or Path(self.csv).is_file(), f"--data csv needs --csv FILE; {self.csv!r} is not a file")
+        need(self.on_bad_image in ("error", "skip"), f"--on-bad-image {self.on_bad_image!r}: use error or skip")
         lo_hi = self.objects.split(",")
         need(len(lo_hi) == 2 and all(k.strip().isdigit() for k in lo_hi) and 1 <= int(lo_hi[0]) <= int(lo_hi[1]) <= 3,
              f"--objects {self.objects!r}: give fewest,most with 1 <= fewest <= most <= 3, e.g. 1,3")
@@ -74,6 +91,7 @@ class TrainConfig:
         from .data.render import DOMAINS
         bad = [d for d in self.domains.split(",") if d not in DOMAINS] if self.domains != "mix" else []
         need(not bad, f"--domains: unknown {bad}; use 'mix' or some of {list(DOMAINS)}")
+        finite("minutes", "lr", "weight_decay", "beta2", "eps", "grad_clip", "patch_dropout")
         need((self.steps > 0) != (self.minutes > 0) or self.resume,
              f"give exactly one of --steps N or --minutes M (got steps={self.steps}, minutes={self.minutes})")
         need(self.steps >= 0 and self.minutes >= 0, "--steps and --minutes must not be negative")
@@ -82,9 +100,17 @@ class TrainConfig:
              f"--batch-size {self.batch_size} must split into --accum-steps {self.accum_steps} equal chunks")
         need(self.lr >= 0 and self.warmup >= 0, "--lr and --warmup must be >= 0")
         need(self.weight_decay >= 0 or self.weight_decay == -1, "--weight-decay must be >= 0 (or -1: the preset's)")
+        need(0 <= self.beta2 < 1, f"--beta2 {self.beta2} must be in (0, 1), e.g. 0.98 (or 0: the preset's)")
+        need(self.eps >= 0, f"--eps {self.eps} must be > 0, e.g. 1e-6 (or 0: the preset's)")
+        need(self.grad_clip >= 0, f"--grad-clip {self.grad_clip} must be >= 0 (0 turns clipping off)")
+        need(self.seed >= 0, f"--seed {self.seed} must be >= 0 (numpy's seed sequences take non-negative integers)")
         need(self.amp in ("none", "bf16", "fp16"), f"--amp {self.amp!r}: use none, bf16 or fp16")
+        device = resolve_device(self.device)  # raises if the device is not there
+        need(self.amp != "fp16" or device.type == "cuda", f"--amp fp16 needs a CUDA GPU (this run is on {device}, "
+             "where fp16 is slow and needs loss scaling); use --amp bf16 on a CPU")
         need(0 <= self.patch_dropout < 1, f"--patch-dropout {self.patch_dropout} must be in [0, 1)")
         need(self.save_every > 0 and self.log_every > 0 and self.eval_every >= 0, "--*-every must be positive")
+        need(not Path(self.out).is_file(), f"--out {self.out} is a file; a run folder must be a folder: pick another --out")
         has_ckpt = (Path(self.out) / "checkpoint.pt").exists()
         need(self.resume or not has_ckpt, f"{self.out} already holds a run; pass --resume to continue it or pick another --out")
         need(not self.resume or has_ckpt, f"--resume: no checkpoint at {self.out}/checkpoint.pt")
@@ -103,7 +129,7 @@ def train_step(model, images, tokens, loss_fn, accum_steps: int = 1, autocast=No
     if accum_steps == 1:
         with autocast:
             out = model(images, tokens)
-            loss = loss_fn(out.image_embeds.float(), out.text_embeds.float(), out.logit_scale.float())
+            loss = loss_fn(_wide(out.image_embeds), _wide(out.text_embeds), _wide(out.logit_scale))
         scale(loss).backward()
         return loss.detach()
     chunks = list(zip(images.chunk(accum_steps), tokens.chunk(accum_steps)))
@@ -113,8 +139,8 @@ def train_step(model, images, tokens, loss_fn, accum_steps: int = 1, autocast=No
             rng.append(checkpoint.rng_state())  # patch dropout must draw the same patches again in 3.
             with autocast:
                 cached.append((model.encode_image(x), model.encode_text(t)))
-    image_embeds = torch.cat([i for i, _ in cached]).float().requires_grad_()  # (B, E)
-    text_embeds = torch.cat([t for _, t in cached]).float().requires_grad_()  # (B, E)
+    image_embeds = _wide(torch.cat([i for i, _ in cached])).requires_grad_()  # (B, E)
+    text_embeds = _wide(torch.cat([t for _, t in cached])).requires_grad_()  # (B, E)
     loss = loss_fn(image_embeds, text_embeds, model.logit_scale.exp().clamp(max=100.0))  # 2.
     scale(loss).backward()  # fills image_embeds.grad, text_embeds.grad and model.logit_scale.grad
     grads = zip(image_embeds.grad.chunk(accum_steps), text_embeds.grad.chunk(accum_steps))
@@ -122,8 +148,13 @@ def train_step(model, images, tokens, loss_fn, accum_steps: int = 1, autocast=No
         checkpoint.set_rng_state(state)
         with autocast:
             i, e = model.encode_image(x), model.encode_text(t)
-        torch.autograd.backward([i.float(), e.float()], [gi, gt])
+        torch.autograd.backward([_wide(i), _wide(e)], [gi, gt])
     return loss.detach()
+
+
+def _wide(x):
+    """The loss in float32 at least: bf16/fp16 activations (autocast) are widened, float64 stays float64."""
+    return x.to(torch.promote_types(x.dtype, torch.float32))
 
 
 def resolve(cfg: TrainConfig, model_config: CLIPConfig) -> TrainConfig:
@@ -139,32 +170,63 @@ def resolve(cfg: TrainConfig, model_config: CLIPConfig) -> TrainConfig:
     return cfg
 
 
+def resume_config(cfg: TrainConfig, saved: dict) -> TrainConfig:
+    """The saved run's settings, with the RESUMABLE flags that `cfg` sets taken from it; any other flag set to a value
+    other than the run's is refused (a resumed run cannot change its model, data, batch or seed)."""
+    defaults, names = TrainConfig(), {f.name for f in fields(TrainConfig)}
+    run = TrainConfig(**{**{k: v for k, v in saved.items() if k in names}, "resume": True, "out": cfg.out})
+    for name in sorted(names - {"resume", "out"}):
+        given = getattr(cfg, name)
+        if given == getattr(defaults, name) or given == getattr(run, name):
+            continue  # not set, or set to what the run already has
+        flag = "--" + name.replace("_", "-")
+        if name not in RESUMABLE:
+            raise ValueError(f"{flag} {given!r}: the run in {cfg.out} has {flag} {getattr(run, name)!r}, and a resumed "
+                             f"run keeps it; only --{', --'.join(f.replace('_', '-') for f in RESUMABLE)} may change "
+                             f"on --resume. To train with {flag} {given!r}, start a new run in another --out")
+        setattr(run, name, given)
+    return run
+
+
 def calibrate_steps(model, source, tokenizer, preprocess, cfg, loss_fn, device) -> int:
     """How many steps fit in --minutes: time whole steps (data, forward, backward, AdamW) on a throwaway copy of the
-    model, without touching any RNG; the median of steps 5-20 sets the count (the first ones allocate and warm up)."""
+    model, without touching any RNG. At least 20 steps and min(10 s, 5% of the budget) are timed, and the fastest
+    quarter's edge (the 25th percentile, after 4 warm-up steps) sets the count: a burst of other work on the machine
+    slows some steps down but none up, so the quiet machine's speed is in the fast quarter unless the machine is busy
+    for most of the timing (then the run gets fewer steps, as it should on a machine that stays busy)."""
     probe = copy.deepcopy(model)
     optimizer = adamw(probe, cfg.lr, cfg.weight_decay, (0.9, cfg.beta2), cfg.eps)
-    times = []
+    times, window = [], min(10.0, 0.05 * cfg.minutes * 60)
     with torch.random.fork_rng(devices=[]):
-        for step in range(20):
+        while len(times) < 20 or sum(times[4:]) < window:
             t0 = time.perf_counter()
-            images, tokens = source.batch(step, tokenizer, preprocess, device)
+            images, tokens = source.batch(len(times), tokenizer, preprocess, device)
             train_step(probe, images, tokens, loss_fn, cfg.accum_steps)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             times.append(time.perf_counter() - t0)
-    per_step = sorted(times[4:])[len(times[4:]) // 2]
+    per_step = sorted(times[4:])[len(times[4:]) // 4]
     return max(1, int(cfg.minutes * 60 / per_step))
 
 
 def train(cfg: TrainConfig) -> dict:
-    """Run (or resume) one training run; returns the final zero-shot metrics (also in OUT/zeroshot.json)."""
+    """Run (or resume) one training run; returns the final zero-shot metrics (also in OUT/zeroshot.json).
+
+    The run folder is locked while the run writes it (a second run into the same --out is refused). Ctrl-C finishes
+    the current step, saves a checkpoint and raises KeyboardInterrupt with the command that resumes it."""
     cfg.check()
-    out = Path(cfg.out)
     par = Parallel.setup(cfg.device)
+    with RunLock(cfg.out) if par.is_main else contextlib.nullcontext():
+        result = _run(cfg, par)
+    par.close()
+    return result
+
+
+def _run(cfg: TrainConfig, par: Parallel) -> dict:
+    out = Path(cfg.out)
     state = checkpoint.read_checkpoint(out / "checkpoint.pt") if cfg.resume else None
-    if state is not None:  # the saved run decides everything but where to write
-        cfg = TrainConfig(**{**state["train_config"], "resume": True, "out": cfg.out})
+    if state is not None:  # the saved run decides everything but what RESUMABLE lets change
+        cfg = resume_config(cfg, state["train_config"])
     torch.manual_seed(cfg.seed)
     model_config = CLIPConfig.preset(cfg.preset)
     model_config.vision.patch_dropout = cfg.patch_dropout
@@ -174,62 +236,72 @@ def train(cfg: TrainConfig) -> dict:
     model = CLIP(model_config).to(par.device)
     preprocess = clip_preprocess(model_config.vision.image_size)
     loss_fn = distributed_clip_loss if par.world > 1 else clip_loss
-    if cfg.steps == 0:
+    if cfg.steps == 0:  # --minutes: time a few steps on this machine, then train a fixed number of them
         cfg.steps = par.broadcast_int(calibrate_steps(model, source, tokenizer, preprocess, cfg, loss_fn, par.device))
     optimizer = adamw(model, cfg.lr, cfg.weight_decay, (0.9, cfg.beta2), cfg.eps)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(min(cfg.warmup, cfg.steps // 2), cfg.steps))
     scaler = torch.amp.GradScaler() if cfg.amp == "fp16" else None
-    start = 0
-    if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        if scaler is not None:
-            scaler.load_state_dict(state["scaler"])
-        checkpoint.set_rng_state(state["rng"])
-        start = state["step"]
+    start, seconds = restore(state, model, optimizer, scheduler, scaler) if state is not None else (0, 0.0)
+    if start >= cfg.steps and ((out / "zeroshot.json").exists() or cfg.data != "shapeworld"):
+        print(f"{out} finished at step {start}; to train it longer pass --resume --steps N with N > {start}",
+              file=sys.stderr)
+        return json.loads((out / "zeroshot.json").read_text()) if cfg.data == "shapeworld" else {}
     if cfg.compile:
         model.visual.compile()
         model.text.compile()
     autocast = torch.autocast(par.device.type, dtype=torch.bfloat16 if cfg.amp == "bf16" else torch.float16,
                               enabled=cfg.amp != "none")
-    log = Logger(out, cfg, par.is_main, start)
+    log = Logger(out, cfg, par.is_main, start, seconds)
     if par.is_main and start == 0:
-        out.mkdir(parents=True, exist_ok=True)
         (out / "config.json").write_text(json.dumps({"model": model_config.to_dict(), "train": asdict(cfg)}, indent=2))
         tokenizer.save(out / "tokenizer.json")
     eval_every = cfg.eval_every or max(1, cfg.steps // 4)
-    save = lambda step: par.is_main and checkpoint.save_checkpoint(  # noqa: E731
-        out / "checkpoint.pt", model, tokenizer, step, optimizer, scheduler, asdict(cfg), scaler)
+    saved = start if state is not None else 0  # the step of the last good checkpoint on disk (0: none yet)
+
+    def save(step: int) -> None:
+        nonlocal saved
+        if par.is_main:
+            try:  # save_checkpoint refuses non-finite weights: a diverged step never overwrites a good checkpoint
+                checkpoint.save_checkpoint(out / "checkpoint.pt", model, tokenizer, step, optimizer, scheduler,
+                                           asdict(cfg), scaler, extra={"train_seconds": log.seconds})
+            except FloatingPointError as error:
+                raise diverged(cfg, str(error), step, saved) from None
+        saved = step
+
     model.train()
-    for step in range(start, cfg.steps):
-        t0 = time.perf_counter()
-        images, tokens = source.batch(step, tokenizer, preprocess, par.device)
-        loss = train_step(model, images, tokens, loss_fn, cfg.accum_steps, autocast, scaler)
-        if not math.isfinite(loss.item()):
-            raise FloatingPointError(
-                f"the loss is {loss.item()} at step {step}; likely cause: the learning rate is too high for this "
-                f"batch (--lr {cfg.lr:g}) or fp16 overflowed. Try a lower --lr, --amp bf16, or --grad-clip 1; "
-                f"the last good checkpoint is {out / 'checkpoint.pt'} (resume with --resume)")
-        par.average_gradients(model)
-        if scaler is not None:
-            scaler.unscale_(optimizer)
-        if cfg.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        if scaler is not None:
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        model.clamp_logit_scale()  # §2.5: keep the temperature's scale <= 100
-        log.step(step + 1, loss.item(), model.logit_scale.exp().item(), scheduler.get_last_lr()[0],
-                 time.perf_counter() - t0, cfg.batch_size)
-        if (step + 1) % cfg.save_every == 0 or step + 1 == cfg.steps:
-            save(step + 1)
-        if par.is_main and cfg.data == "shapeworld" and ((step + 1) % eval_every == 0 or step + 1 == cfg.steps):
-            log.eval(step + 1, source.zeroshot(model, tokenizer, preprocess, n=500))
+    with GracefulStop() as stop:
+        for step in range(start, cfg.steps):
+            # the batch of this step depends on (seed, step) only: a resumed run sees the same data (minclip/pairs.py)
+            t0 = time.perf_counter()
+            images, tokens = source.batch(step, tokenizer, preprocess, par.device)
+            loss = train_step(model, images, tokens, loss_fn, cfg.accum_steps, autocast, scaler)
+            if not math.isfinite(loss.item()):  # stop before a NaN reaches the weights (and then the checkpoint)
+                raise diverged(cfg, f"the loss is {loss.item()}", step, saved)
+            # each rank holds the gradient of its own rows; their average is the whole batch's (minclip/parallel.py)
+            par.average_gradients(model)
+            if scaler is not None:  # fp16: clip the true gradient, not the scaled one
+                scaler.unscale_(optimizer)
+            if cfg.grad_clip > 0:  # one bad batch cannot throw the weights far (the global norm, all parameters)
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            if scaler is not None:
+                scaler.step(optimizer)  # skips the step if the fp16 gradient overflowed
+                scaler.update()
+            else:
+                optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)  # free the gradients' memory until the next backward
+            model.clamp_logit_scale()  # §2.5: keep the temperature's scale <= 100
+            log.step(step + 1, loss.item(), model.logit_scale.exp().item(), scheduler.get_last_lr()[0],
+                     time.perf_counter() - t0, cfg.batch_size)
+            # evaluate before saving: a checkpoint at step s means every record of step s is in metrics.jsonl
+            if par.is_main and cfg.data == "shapeworld" and ((step + 1) % eval_every == 0 or step + 1 == cfg.steps):
+                log.eval(step + 1, source.zeroshot(model, tokenizer, preprocess, n=500))
+            if (step + 1) % cfg.save_every == 0 or step + 1 == cfg.steps:
+                save(step + 1)
+            if par.any(stop.requested):  # Ctrl-C (on any rank): keep this step's work, then stop
+                save(step + 1)
+                raise KeyboardInterrupt(f"stopped after step {step + 1} of {cfg.steps}; saved {out / 'checkpoint.pt'}."
+                                        f" Continue with: python -m minclip.train --out {out} --resume")
     result = {}
     if par.is_main and cfg.data == "shapeworld":
         result = source.zeroshot(model, tokenizer, preprocess, n=2000)
@@ -237,8 +309,40 @@ def train(cfg: TrainConfig) -> dict:
         log.eval(cfg.steps, result, final=True)
         save_figures(out, source.shapeworld, model, tokenizer, preprocess)
     log.close()
-    par.close()
     return result
+
+
+def restore(state: dict, model, optimizer, scheduler, scaler) -> tuple:
+    """Load a checkpoint into the run's objects; returns (step, training seconds so far).
+
+    The learning rate is recomputed from the schedule at the saved step, so that a resume with a new --lr or --steps
+    continues on the new schedule (with neither, it is the saved learning rate, to the bit)."""
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    lr_lambdas = scheduler.lr_lambdas  # the new run's schedule, not the saved one
+    scheduler.load_state_dict(state["scheduler"])
+    scheduler.lr_lambdas = lr_lambdas
+    peak = optimizer.defaults["lr"]
+    scheduler.base_lrs = [peak for _ in optimizer.param_groups]
+    for group, schedule in zip(optimizer.param_groups, lr_lambdas):
+        group["initial_lr"], group["lr"] = peak, peak * schedule(scheduler.last_epoch)
+    if scaler is not None:
+        scaler.load_state_dict(state["scaler"])
+    checkpoint.set_rng_state(state["rng"])
+    return state["step"], state.get("extra", {}).get("train_seconds", 0.0)
+
+
+def diverged(cfg: TrainConfig, what: str, step: int, saved: int) -> FloatingPointError:
+    """The error for a run whose loss or weights stopped being finite: the likely cause and how to go on."""
+    lower = f"--lr {cfg.lr / 10:g}"
+    if saved:
+        fix = (f"the last good checkpoint is {Path(cfg.out) / 'checkpoint.pt'} (step {saved}); continue from it with a "
+               f"lower learning rate: python -m minclip.train --out {cfg.out} --resume {lower}")
+    else:
+        fix = (f"no checkpoint was written yet (one is written every --save-every {cfg.save_every} steps); start again "
+               f"with a lower learning rate, e.g. {lower} (the same --out is fine: it holds no checkpoint)")
+    return FloatingPointError(f"step {step}: {what}. Likely cause: the learning rate is too high for this batch "
+                              f"(--lr {cfg.lr:g}) or fp16 overflowed (try --amp bf16 or --grad-clip 1); {fix}")
 
 
 @torch.no_grad()
@@ -269,7 +373,13 @@ def parse_args(argv=None) -> TrainConfig:
 
 def main(argv=None) -> None:
     cfg = parse_flags_or_exit(TrainConfig, argv, prog="python -m minclip.train", description=__doc__)
-    result = train(cfg)
+    try:
+        result = train(cfg)
+    except KeyboardInterrupt as stop:  # Ctrl-C: a one-line message (what was saved, how to resume), no traceback
+        print(str(stop) or "interrupted before the first step; nothing was saved", file=sys.stderr)
+        sys.exit(130)
+    except (ValueError, OSError, FloatingPointError, RunFolderBusy) as error:  # bad input (a flag, a file, an image)
+        sys.exit(f"error: {error}")  # or a diverged run: the message says what to do, and a traceback would bury it
     if result:  # the main process of a ShapeWorld run
         print(f"zero-shot on 2,000 fresh photos, 64 classes: seen pairs {result['seen']:.1%}, held-out pairs "
               f"{result['unseen']:.1%}. Figures: {Path(cfg.out) / 'similarity.png'}, {Path(cfg.out) / 'predictions.png'}")
