@@ -10,7 +10,7 @@ import json
 import math
 import sys
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 import torch
@@ -188,24 +188,50 @@ def resume_config(cfg: TrainConfig, saved: dict) -> TrainConfig:
     return run
 
 
-def calibrate_steps(model, source, tokenizer, preprocess, cfg, loss_fn, device) -> int:
-    """How many steps fit in --minutes: time whole steps (data, forward, backward, AdamW) on a throwaway copy of the
-    model, without touching any RNG. At least 20 steps and min(10 s, 5% of the budget) are timed, and the fastest
-    quarter's edge (the 25th percentile, after 4 warm-up steps) sets the count: a burst of other work on the machine
-    slows some steps down but none up, so the quiet machine's speed is in the fast quarter unless the machine is busy
-    for most of the timing (then the run gets fewer steps, as it should on a machine that stays busy)."""
+def make_optimizer(model, cfg: TrainConfig) -> tuple:
+    """AdamW on the paper's parameter groups and its schedule: linear warm-up, then cosine to 0 at cfg.steps."""
+    optimizer = adamw(model, cfg.lr, cfg.weight_decay, (0.9, cfg.beta2), cfg.eps)
+    schedule = warmup_cosine(min(cfg.warmup, cfg.steps // 2), cfg.steps)
+    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+
+
+def update(model, optimizer, scheduler, cfg: TrainConfig, par: Parallel, scaler=None) -> None:
+    """Everything after backward: average the ranks' gradients, clip, step AdamW and the schedule, clamp t."""
+    # each rank holds the gradient of its own rows; their average is the whole batch's (minclip/parallel.py)
+    par.average_gradients(model)
+    if scaler is not None:  # fp16: clip the true gradient, not the scaled one
+        scaler.unscale_(optimizer)
+    if cfg.grad_clip > 0:  # one bad batch cannot throw the weights far (the global norm, all parameters)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+    if scaler is not None:
+        scaler.step(optimizer)  # skips the step if the fp16 gradient overflowed
+        scaler.update()
+    else:
+        optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)  # free the gradients' memory until the next backward
+    model.clamp_logit_scale()  # §2.5: keep the temperature's scale <= 100
+
+
+def calibrate_steps(model, source, tokenizer, preprocess, cfg, loss_fn, par, autocast=None) -> int:
+    """How many steps fit in --minutes: time whole training steps (data, forward, backward, the loss read, update) on
+    a throwaway copy of the model, without touching any RNG. The median step time (after 4 warm-up steps) sets the
+    count, over at least 20 steps and min(10 s, 5% of the budget): a burst of other work shorter than half of that
+    window does not move a median, while a machine that stays busy gets fewer steps, as it should. (A lower quantile
+    would ignore longer bursts but, on a shared machine whose speed jitters, it counts the fast moments and the run
+    overshoots its budget: measured +46% with the 25th percentile, benchmarks/RESULTS.md.)"""
     probe = copy.deepcopy(model)
-    optimizer = adamw(probe, cfg.lr, cfg.weight_decay, (0.9, cfg.beta2), cfg.eps)
+    optimizer, scheduler = make_optimizer(probe, replace(cfg, steps=10 ** 9))
+    scaler = torch.amp.GradScaler() if cfg.amp == "fp16" else None
     times, window = [], min(10.0, 0.05 * cfg.minutes * 60)
     with torch.random.fork_rng(devices=[]):
         while len(times) < 20 or sum(times[4:]) < window:
             t0 = time.perf_counter()
-            images, tokens = source.batch(len(times), tokenizer, preprocess, device)
-            train_step(probe, images, tokens, loss_fn, cfg.accum_steps)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
+            images, tokens = source.batch(len(times), tokenizer, preprocess, par.device)
+            train_step(probe, images, tokens, loss_fn, cfg.accum_steps, autocast, scaler).item()
+            update(probe, optimizer, scheduler, cfg, par, scaler)
             times.append(time.perf_counter() - t0)
-    per_step = sorted(times[4:])[len(times[4:]) // 4]
+    per_step = sorted(times[4:])[len(times[4:]) // 2]
     return max(1, int(cfg.minutes * 60 / per_step))
 
 
@@ -236,10 +262,11 @@ def _run(cfg: TrainConfig, par: Parallel) -> dict:
     model = CLIP(model_config).to(par.device)
     preprocess = clip_preprocess(model_config.vision.image_size)
     loss_fn = distributed_clip_loss if par.world > 1 else clip_loss
+    autocast = torch.autocast(par.device.type, dtype=torch.bfloat16 if cfg.amp == "bf16" else torch.float16,
+                              enabled=cfg.amp != "none")
     if cfg.steps == 0:  # --minutes: time a few steps on this machine, then train a fixed number of them
-        cfg.steps = par.broadcast_int(calibrate_steps(model, source, tokenizer, preprocess, cfg, loss_fn, par.device))
-    optimizer = adamw(model, cfg.lr, cfg.weight_decay, (0.9, cfg.beta2), cfg.eps)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(min(cfg.warmup, cfg.steps // 2), cfg.steps))
+        cfg.steps = par.broadcast_int(calibrate_steps(model, source, tokenizer, preprocess, cfg, loss_fn, par, autocast))
+    optimizer, scheduler = make_optimizer(model, cfg)
     scaler = torch.amp.GradScaler() if cfg.amp == "fp16" else None
     start, seconds = restore(state, model, optimizer, scheduler, scaler) if state is not None else (0, 0.0)
     if start >= cfg.steps and ((out / "zeroshot.json").exists() or cfg.data != "shapeworld"):
@@ -249,8 +276,6 @@ def _run(cfg: TrainConfig, par: Parallel) -> dict:
     if cfg.compile:
         model.visual.compile()
         model.text.compile()
-    autocast = torch.autocast(par.device.type, dtype=torch.bfloat16 if cfg.amp == "bf16" else torch.float16,
-                              enabled=cfg.amp != "none")
     log = Logger(out, cfg, par.is_main, start, seconds)
     if par.is_main and start == 0:
         (out / "config.json").write_text(json.dumps({"model": model_config.to_dict(), "train": asdict(cfg)}, indent=2))
@@ -277,20 +302,7 @@ def _run(cfg: TrainConfig, par: Parallel) -> dict:
             loss = train_step(model, images, tokens, loss_fn, cfg.accum_steps, autocast, scaler)
             if not math.isfinite(loss.item()):  # stop before a NaN reaches the weights (and then the checkpoint)
                 raise diverged(cfg, f"the loss is {loss.item()}", step, saved)
-            # each rank holds the gradient of its own rows; their average is the whole batch's (minclip/parallel.py)
-            par.average_gradients(model)
-            if scaler is not None:  # fp16: clip the true gradient, not the scaled one
-                scaler.unscale_(optimizer)
-            if cfg.grad_clip > 0:  # one bad batch cannot throw the weights far (the global norm, all parameters)
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            if scaler is not None:
-                scaler.step(optimizer)  # skips the step if the fp16 gradient overflowed
-                scaler.update()
-            else:
-                optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)  # free the gradients' memory until the next backward
-            model.clamp_logit_scale()  # §2.5: keep the temperature's scale <= 100
+            update(model, optimizer, scheduler, cfg, par, scaler)
             log.step(step + 1, loss.item(), model.logit_scale.exp().item(), scheduler.get_last_lr()[0],
                      time.perf_counter() - t0, cfg.batch_size)
             # evaluate before saving: a checkpoint at step s means every record of step s is in metrics.jsonl

@@ -14,6 +14,7 @@ import minclip
 from minclip import CLIP, CLIPConfig, train as T
 from minclip.loss import clip_loss
 from minclip.optim import param_groups, warmup_cosine
+from minclip.parallel import Parallel
 
 
 def tiny_model(seed=0, patch_dropout=0.0):
@@ -323,26 +324,27 @@ def test_ctrl_c_saves_the_step_and_the_resumed_run_equals_an_uninterrupted_one(t
 
 
 def test_minutes_are_not_cut_short_by_a_burst_of_load_during_calibration(monkeypatch):
-    """A fake clock: steps take 10 ms, but 10 of the 20 timed steps are slowed 5x by other work on the machine;
-    the calibration gives the quiet machine's count (the median of those 20 steps would give a fifth of it)."""
-    def calibrate(slow: set) -> int:
+    """A fake clock: steps take 10 ms, but a 0.5 s burst of other work slows 10 steps 5x, at the start. The old
+    calibration timed 16 steps, so this burst made their median 5x too slow and cut the run to a fifth."""
+    def calibrate(slow) -> int:
         clock, calls = [0.0], []
 
         def step(*args, **kwargs):
-            clock[0] += 0.05 if len(calls) in slow else 0.01
+            clock[0] += 0.05 if slow(len(calls)) else 0.01
             calls.append(1)
+            return torch.tensor(1.0)
         monkeypatch.setattr(T.time, "perf_counter", lambda: clock[0])
         monkeypatch.setattr(T, "train_step", step)
 
         class Source:
             def batch(self, *args):
                 return None, None
-        cfg = T.resolve(T.TrainConfig(minutes=0.1), CLIPConfig.preset("tiny"))
-        return T.calibrate_steps(tiny_model(), Source(), None, None, cfg, clip_loss, "cpu")
-    quiet = calibrate(slow=set())
-    assert 590 <= quiet <= 600  # 6 s of 10 ms steps
-    assert calibrate(slow=set(range(4, 14))) == quiet
-    assert calibrate(slow=set(range(0, 40))) < quiet / 4  # a machine that stays busy gets fewer steps, as it should
+        cfg = T.resolve(T.TrainConfig(minutes=3), CLIPConfig.preset("tiny"))
+        return T.calibrate_steps(tiny_model(), Source(), None, None, cfg, clip_loss, Parallel(0, 1, torch.device("cpu")))
+    quiet = calibrate(lambda i: False)
+    assert quiet == 18000  # 180 s of 10 ms steps
+    assert calibrate(lambda i: 4 <= i < 14) == quiet
+    assert calibrate(lambda i: True) == 3600  # a machine that stays busy gets fewer steps, as it should
 
 
 @pytest.mark.parametrize("argv, match", [
