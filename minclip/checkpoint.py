@@ -12,7 +12,7 @@ A checkpoint file is self-contained: the model config and the tokenizer travel i
 import pickle
 import struct
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, Optional
 
 import torch
 
@@ -49,6 +49,12 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def nonfinite_weight(model) -> Optional[str]:
+    """The name of the first weight that holds NaN or inf, or None if all are finite."""
+    return next((k for k, v in model.state_dict().items() if v.is_floating_point() and not torch.isfinite(v).all()),
+                None)
+
+
 def save_checkpoint(path, model, tokenizer, step: int, optimizer=None, scheduler=None, train_config=None,
                     scaler=None, extra=None) -> None:
     """Write everything needed to resume (or just evaluate) to `path`, atomically; `extra`: any small dict to keep.
@@ -57,7 +63,7 @@ def save_checkpoint(path, model, tokenizer, step: int, optimizer=None, scheduler
     overwrites the last good checkpoint.
     """
     weights = model.state_dict()
-    bad = next((k for k, v in weights.items() if v.is_floating_point() and not torch.isfinite(v).all()), None)
+    bad = nonfinite_weight(model)
     if bad is not None:
         raise FloatingPointError(f"model weight {bad} holds NaN or inf; {path} was not written, so the last good "
                                  "checkpoint (if any) is kept")

@@ -23,18 +23,34 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescript
     """--help shows each flag's default and the module docstring as written (its diagrams intact)."""
 
 
+def flag(name: str) -> str:
+    """The command-line flag of a config field: lr -> --lr, batch_size -> --batch-size."""
+    return "--" + name.replace("_", "-")
+
+
 def parse_flags(config_class, argv=None, prog: str = "", description: str = ""):
     """An instance of `config_class` from command-line flags: one `--some-name` per field `some_name`; a bool field
-    becomes a switch. Checking the values is the config's own job (its `check()`)."""
+    becomes a switch. Checking the values is the config's own job (its `check()`).
+
+    The instance's `flags_given` is the set of fields named on the command line, so that a resumed run can tell
+    `--batch-size 256` (refused: the run keeps its own) from no flag at all, even where 256 is the default."""
+    config = config_class(**vars(_parser(config_class, prog, description).parse_args(argv)))
+    named = _parser(config_class, prog, description, defaults=False).parse_args(argv)  # only the flags given
+    config.flags_given = set(vars(named))
+    return config
+
+
+def _parser(config_class, prog: str, description: str, defaults: bool = True) -> argparse.ArgumentParser:
+    """The parser of `config_class`'s fields; defaults=False leaves a flag that is not given out of the result."""
     parser = argparse.ArgumentParser(prog=prog, description=description, formatter_class=HelpFormatter)
     for f in fields(config_class):
-        flag = "--" + f.name.replace("_", "-")
+        default = f.default if defaults else argparse.SUPPRESS
         if f.type in ("bool", bool):
-            parser.add_argument(flag, action="store_true", help=f.metadata["help"])
+            parser.add_argument(flag(f.name), action="store_true", default=default, help=f.metadata["help"])
         else:
             kind = {"int": int, "float": float, "str": str}.get(f.type, f.type)
-            parser.add_argument(flag, type=kind, default=f.default, help=f.metadata["help"])
-    return config_class(**vars(parser.parse_args(argv)))
+            parser.add_argument(flag(f.name), type=kind, default=default, help=f.metadata["help"])
+    return parser
 
 
 def parse_flags_or_exit(config_class, argv=None, prog: str = "", description: str = ""):
@@ -63,10 +79,7 @@ class Logger:
                         dynamic_ncols=True)
         self.tb = None
         if active:
-            metrics = out / "metrics.jsonl"
-            kept = [line for line in metrics.read_text().splitlines() if _step(line) <= start] \
-                if start > 0 and metrics.exists() else []
-            metrics.write_text("".join(line + "\n" for line in kept))
+            _trim_log(out / "metrics.jsonl", start)
         if active and cfg.tensorboard:
             from torch.utils.tensorboard import SummaryWriter
             self.tb = SummaryWriter(out / "tensorboard", purge_step=start)
@@ -101,6 +114,18 @@ class Logger:
         if self.tb is not None:
             self.tb.close()
 
+    def __enter__(self) -> "Logger":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _trim_log(metrics: Path, start: int) -> None:
+    """Keep the records of steps 1..start (none for a fresh run): what the run that reached `start` logged."""
+    lines = metrics.read_text().splitlines() if start > 0 and metrics.exists() else []
+    metrics.write_text("".join(line + "\n" for line in lines if _step(line) <= start))
+
 
 def _step(line: str) -> float:
     """The step of one metrics.jsonl record; a line torn by a kill mid-write counts as after every step."""
@@ -129,4 +154,5 @@ class GracefulStop:
 
     def __exit__(self, *exc) -> None:
         for s, handler in self.previous.items():
-            signal.signal(s, handler)
+            if handler is not None:  # None: a handler set outside Python, which Python cannot put back
+                signal.signal(s, handler)

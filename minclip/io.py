@@ -1,6 +1,7 @@
 """Where minclip keeps its files, how it writes them so that a crash never leaves half a file behind, and the lock that
 gives a run folder one writer."""
 import os
+import re
 from pathlib import Path
 
 import torch
@@ -59,10 +60,8 @@ class RunLock:
         self.file = None
 
     def __enter__(self) -> "RunLock":
-        if self.folder.exists() and not self.folder.is_dir():
-            raise ValueError(f"--out {self.folder} is a file; a run folder must be a folder: pick another --out")
         self.folder.mkdir(parents=True, exist_ok=True)
-        self.file = open(self.folder / ".lock", "a+")
+        self.file = open(self.folder / ".lock", "a+")  # not "w": that would erase the holder's pid before we know
         if not _try_lock(self.file):
             self.file.seek(0)
             holder = self.file.read().strip() or "another process"
@@ -73,8 +72,9 @@ class RunLock:
         self.file.truncate()
         self.file.write(f"pid {os.getpid()}")
         self.file.flush()
-        for stale in self.folder.glob(".*.tmp*"):  # a writer killed mid-write left it; it is never the real file
-            stale.unlink(missing_ok=True)
+        for stale in self.folder.glob(".*.tmp*"):  # atomic_save's temporaries (.NAME.tmpPID) of a killed writer
+            if re.fullmatch(r"\..+\.tmp\d+", stale.name):
+                stale.unlink(missing_ok=True)
         return self
 
     def __exit__(self, *exc) -> None:
@@ -88,7 +88,7 @@ def _try_lock(file) -> bool:
     except ImportError:  # Windows
         import msvcrt
         try:
-            file.seek(0)
+            file.seek(1024)  # Windows locks are mandatory: lock a byte past the pid, so that others can read it
             msvcrt.locking(file.fileno(), msvcrt.LK_NBLCK, 1)
             return True
         except OSError:

@@ -68,9 +68,11 @@ class Parallel:
         dist.broadcast(t, 0)
         return int(t.item())
 
-    def close(self) -> None:
+    def close(self, wait: bool = True) -> None:
+        """Tear the process group down. wait=False after an error, when the other ranks may never reach a barrier."""
         if self.world > 1 and dist.is_initialized():
-            dist.barrier()  # every rank is done before any tears down: rank 0 hosts the rendezvous store
+            if wait:
+                dist.barrier()  # every rank is done before any tears down: rank 0 hosts the rendezvous store
             dist.destroy_process_group()
 
 

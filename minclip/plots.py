@@ -4,6 +4,7 @@ Each function returns a matplotlib Figure built without pyplot (no global state,
 no plt.show); save it with `fig.savefig(path)`. seaborn supplies the styling.
 """
 import math
+from pathlib import Path
 from typing import Optional, Sequence
 
 import seaborn as sns
@@ -12,8 +13,10 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import NullFormatter
 from torch import Tensor
 
+from minclip.data import ShapeWorld
 from minclip.probe import LowShotCurve
 from minclip.robustness import EPS, RobustnessLine
+from minclip.zeroshot import image_features, zeroshot_classifier
 
 STYLE = "whitegrid"
 LOGIT_TICKS = (0.001, 0.01, 0.05, 0.2, 0.5, 0.8, 0.95, 0.99, 0.999)
@@ -154,3 +157,22 @@ def prompt_ablation(results: dict) -> Figure:
         ax.set_ylabel("zero-shot top-1 accuracy")
         fig.tight_layout()
     return fig
+
+
+@torch.no_grad()
+def save_run_figures(out, world, model, tokenizer, preprocess) -> None:
+    """OUT/similarity.png: 8 fresh photos against their captions. OUT/predictions.png: zero-shot on 4 photos of seen
+    colour-shape pairs and 4 of held-out pairs, with the top 3 classes (green: the true one)."""
+    model.eval()
+    images, captions = world.pretraining(8, seed=2024, domains=["photo"], objects=(1, 1))
+    device = next(model.parameters()).device
+    tokens = tokenizer(captions, context_length=model.context_length, truncate=True).to(device)
+    sim = image_features(model, images, preprocess) @ model.encode_text(tokens, normalize=True).T  # (8, 8)
+    similarity_matrix(sim, captions, images).savefig(Path(out) / "similarity.png", dpi=110, bbox_inches="tight")
+    views = [world.classification("color_shape", split=split, n=4, seed=2024) for split in ("test", "unseen")]
+    images, labels = torch.cat([v.images for v in views]), torch.cat([v.labels for v in views])  # (8, 3, H, W), (8,)
+    classnames = views[0].classnames
+    W = zeroshot_classifier(model, tokenizer, classnames, ShapeWorld.templates("color_shape"))  # (E, 64)
+    probs = (model.logit_scale.exp() * image_features(model, images, preprocess) @ W).softmax(dim=1)  # (8, 64)
+    figure = zeroshot_predictions(images, probs, classnames, labels)
+    figure.savefig(Path(out) / "predictions.png", dpi=110, bbox_inches="tight")

@@ -4,19 +4,18 @@ One step: a batch of (image, caption) pairs -> CLIP.forward -> clip_loss -> back
 temperature (CLIP §2.5). Multi-GPU: `torchrun --nproc_per_node 8 -m minclip.train ...`; each rank encodes its share
 of the batch and the loss sees all of it through gather-with-grad (minclip/loss.py).
 """
-import contextlib
 import copy
 import json
 import math
 import sys
 import time
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
 
 from . import checkpoint
-from .cli import GracefulStop, Logger, arg, parse_flags, parse_flags_or_exit
+from .cli import GracefulStop, Logger, arg, flag, parse_flags, parse_flags_or_exit
 from .config import CLIPConfig
 from .loss import clip_loss, distributed_clip_loss
 from .model import CLIP
@@ -25,12 +24,14 @@ from .pairs import PairSource, make_tokenizer
 from .data.transforms import clip_preprocess
 from .io import RunFolderBusy, RunLock
 from .parallel import Parallel, resolve_device
+from .resume import diverged, restore, resume_config
 
 
 # The flags a resumed run may change: how long it trains, its learning rate and clipping, and what it logs where.
 # Every other flag describes the run itself (model, data, batch, seed) and stays as the run began.
 RESUMABLE = ("steps", "lr", "grad_clip", "save_every", "log_every", "eval_every", "tensorboard", "quiet", "device",
              "compile", "on_bad_image")
+RESUMABLE_FLAGS = ", ".join(flag(name) for name in RESUMABLE)
 
 
 @dataclass
@@ -63,7 +64,7 @@ class TrainConfig:
     seed: int = arg(0, "seeds the model init, the data stream and every random draw")
     out: str = arg("runs/clip", "run folder: config.json, metrics.jsonl, checkpoint.pt, zeroshot.json")
     resume: bool = arg(False, "continue from OUT/checkpoint.pt (bit-identical on CPU); the run keeps its settings, "
-                       "except --" + ", --".join(f.replace("_", "-") for f in RESUMABLE) + ", which may change")
+                       f"except {RESUMABLE_FLAGS}, which may change")
     save_every: int = arg(50, "write the checkpoint every this many steps (atomically)")
     log_every: int = arg(10, "append to metrics.jsonl every this many steps")
     eval_every: int = arg(0, "zero-shot evaluation on held-out ShapeWorld images every this many steps (0 = 4 times)")
@@ -78,8 +79,7 @@ class TrainConfig:
                 raise ValueError(msg)
         def finite(*names):  # inf and nan pass a `>= 0` check (nan fails it with a misleading message)
             for name in names:
-                need(math.isfinite(getattr(self, name)), f"--{name.replace('_', '-')} {getattr(self, name)} must be "
-                     "a finite number")
+                need(math.isfinite(getattr(self, name)), f"{flag(name)} {getattr(self, name)} must be a finite number")
         need(self.preset in CLIPConfig.presets(), f"--preset {self.preset!r} is unknown; choose one of {CLIPConfig.presets()}")
         need(self.data in ("shapeworld", "csv"), f"--data {self.data!r} is unknown; use shapeworld or csv")
         need(self.data != "csv" or Path(self.csv).is_file(), f"--data csv needs --csv FILE; {self.csv!r} is not a file")
@@ -103,17 +103,25 @@ class TrainConfig:
         need(0 <= self.beta2 < 1, f"--beta2 {self.beta2} must be in (0, 1), e.g. 0.98 (or 0: the preset's)")
         need(self.eps >= 0, f"--eps {self.eps} must be > 0, e.g. 1e-6 (or 0: the preset's)")
         need(self.grad_clip >= 0, f"--grad-clip {self.grad_clip} must be >= 0 (0 turns clipping off)")
-        need(self.seed >= 0, f"--seed {self.seed} must be >= 0 (numpy's seed sequences take non-negative integers)")
+        need(0 <= self.seed < 2 ** 63, f"--seed {self.seed} must be in [0, 2**63): numpy's seed sequences take "
+             "non-negative integers and torch's take 64-bit ones, e.g. --seed 0")
         need(self.amp in ("none", "bf16", "fp16"), f"--amp {self.amp!r}: use none, bf16 or fp16")
         device = resolve_device(self.device)  # raises if the device is not there
         need(self.amp != "fp16" or device.type == "cuda", f"--amp fp16 needs a CUDA GPU (this run is on {device}, "
              "where fp16 is slow and needs loss scaling); use --amp bf16 on a CPU")
         need(0 <= self.patch_dropout < 1, f"--patch-dropout {self.patch_dropout} must be in [0, 1)")
         need(self.save_every > 0 and self.log_every > 0 and self.eval_every >= 0, "--*-every must be positive")
-        need(not Path(self.out).is_file(), f"--out {self.out} is a file; a run folder must be a folder: pick another --out")
+        self.check_folder()
+
+    def check_folder(self) -> None:
+        """--out is a folder that holds a run exactly when --resume says it does (checked again under the lock)."""
         has_ckpt = (Path(self.out) / "checkpoint.pt").exists()
-        need(self.resume or not has_ckpt, f"{self.out} already holds a run; pass --resume to continue it or pick another --out")
-        need(not self.resume or has_ckpt, f"--resume: no checkpoint at {self.out}/checkpoint.pt")
+        if Path(self.out).is_file():
+            raise ValueError(f"--out {self.out} is a file; a run folder must be a folder: pick another --out")
+        if has_ckpt and not self.resume:
+            raise ValueError(f"{self.out} already holds a run; pass --resume to continue it or pick another --out")
+        if self.resume and not has_ckpt:
+            raise ValueError(f"--resume: no checkpoint at {self.out}/checkpoint.pt")
 
 
 def train_step(model, images, tokens, loss_fn, accum_steps: int = 1, autocast=None, scaler=None):
@@ -170,24 +178,6 @@ def resolve(cfg: TrainConfig, model_config: CLIPConfig) -> TrainConfig:
     return cfg
 
 
-def resume_config(cfg: TrainConfig, saved: dict) -> TrainConfig:
-    """The saved run's settings, with the RESUMABLE flags that `cfg` sets taken from it; any other flag set to a value
-    other than the run's is refused (a resumed run cannot change its model, data, batch or seed)."""
-    defaults, names = TrainConfig(), {f.name for f in fields(TrainConfig)}
-    run = TrainConfig(**{**{k: v for k, v in saved.items() if k in names}, "resume": True, "out": cfg.out})
-    for name in sorted(names - {"resume", "out"}):
-        given = getattr(cfg, name)
-        if given == getattr(defaults, name) or given == getattr(run, name):
-            continue  # not set, or set to what the run already has
-        flag = "--" + name.replace("_", "-")
-        if name not in RESUMABLE:
-            raise ValueError(f"{flag} {given!r}: the run in {cfg.out} has {flag} {getattr(run, name)!r}, and a resumed "
-                             f"run keeps it; only --{', --'.join(f.replace('_', '-') for f in RESUMABLE)} may change "
-                             f"on --resume. To train with {flag} {given!r}, start a new run in another --out")
-        setattr(run, name, given)
-    return run
-
-
 def make_optimizer(model, cfg: TrainConfig) -> tuple:
     """AdamW on the paper's parameter groups and its schedule: linear warm-up, then cosine to 0 at cfg.steps."""
     optimizer = adamw(model, cfg.lr, cfg.weight_decay, (0.9, cfg.beta2), cfg.eps)
@@ -221,11 +211,13 @@ def calibrate_steps(model, source, tokenizer, preprocess, cfg, loss_fn, par, aut
     would ignore longer bursts but, on a shared machine whose speed jitters, it counts the fast moments and the run
     overshoots its budget: measured +46% with the 25th percentile, benchmarks/RESULTS.md.)"""
     probe = copy.deepcopy(model)
-    optimizer, scheduler = make_optimizer(probe, replace(cfg, steps=10 ** 9))
+    optimizer, scheduler = make_optimizer(probe, replace(cfg, steps=10 ** 9))  # cfg.steps is what we measure: not set
     scaler = torch.amp.GradScaler() if cfg.amp == "fp16" else None
     times, window = [], min(10.0, 0.05 * cfg.minutes * 60)
-    with torch.random.fork_rng(devices=[]):
-        while len(times) < 20 or sum(times[4:]) < window:
+    cuda = [par.device.index or 0] if par.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda):
+        # every rank runs the same number of steps (each step has collectives): rank 0 alone cannot stop early
+        while par.any(len(times) < 20 or sum(times[4:]) < window):
             t0 = time.perf_counter()
             images, tokens = source.batch(len(times), tokenizer, preprocess, par.device)
             train_step(probe, images, tokens, loss_fn, cfg.accum_steps, autocast, scaler).item()
@@ -242,17 +234,33 @@ def train(cfg: TrainConfig) -> dict:
     the current step, saves a checkpoint and raises KeyboardInterrupt with the command that resumes it."""
     cfg.check()
     par = Parallel.setup(cfg.device)
-    with RunLock(cfg.out) if par.is_main else contextlib.nullcontext():
+    lock, busy = RunLock(cfg.out), None
+    if par.is_main:  # rank 0 writes the folder, so rank 0 holds its lock
+        try:
+            lock.__enter__()
+        except RunFolderBusy as error:
+            busy = error
+    if par.any(busy is not None):  # every rank stops, or the others would wait for rank 0 forever
+        raise busy or RunFolderBusy(f"{cfg.out} is being written by another run (rank 0 could not lock it)")
+    try:
         result = _run(cfg, par)
+    except BaseException:
+        par.close(wait=False)
+        raise
+    finally:
+        if par.is_main:
+            lock.__exit__()
     par.close()
     return result
 
 
 def _run(cfg: TrainConfig, par: Parallel) -> dict:
     out = Path(cfg.out)
-    state = checkpoint.read_checkpoint(out / "checkpoint.pt") if cfg.resume else None
+    cfg.check_folder()  # again, under the lock: another run may have finished into this folder since check()
+    resumable = ("model", "model_config", "tokenizer", "optimizer", "scheduler", "rng", "step", "train_config")
+    state = checkpoint.read_checkpoint(out / "checkpoint.pt", needs=resumable) if cfg.resume else None
     if state is not None:  # the saved run decides everything but what RESUMABLE lets change
-        cfg = resume_config(cfg, state["train_config"])
+        cfg = resume_config(cfg, state["train_config"], RESUMABLE)
     torch.manual_seed(cfg.seed)
     model_config = CLIPConfig.preset(cfg.preset)
     model_config.vision.patch_dropout = cfg.patch_dropout
@@ -269,15 +277,19 @@ def _run(cfg: TrainConfig, par: Parallel) -> dict:
     optimizer, scheduler = make_optimizer(model, cfg)
     scaler = torch.amp.GradScaler() if cfg.amp == "fp16" else None
     start, seconds = restore(state, model, optimizer, scheduler, scaler) if state is not None else (0, 0.0)
-    if start >= cfg.steps and ((out / "zeroshot.json").exists() or cfg.data != "shapeworld"):
+    if start > cfg.steps:
+        raise ValueError(f"--steps {cfg.steps}: the run in {out} is already at step {start}; pass --steps N with "
+                         f"N > {start} to train it longer")
+    final = json.loads((out / "zeroshot.json").read_text()) if (out / "zeroshot.json").exists() else {}
+    if start == cfg.steps and (final.get("steps") == start or cfg.data != "shapeworld"):
         print(f"{out} finished at step {start}; to train it longer pass --resume --steps N with N > {start}",
               file=sys.stderr)
-        return json.loads((out / "zeroshot.json").read_text()) if cfg.data == "shapeworld" else {}
+        return {k: final[k] for k in ("seen", "unseen")} if cfg.data == "shapeworld" else {}
     if cfg.compile:
         model.visual.compile()
         model.text.compile()
     log = Logger(out, cfg, par.is_main, start, seconds)
-    if par.is_main and start == 0:
+    if par.is_main:  # rewritten on a resume too: config.json says what the run trains with now (e.g. a new --lr)
         (out / "config.json").write_text(json.dumps({"model": model_config.to_dict(), "train": asdict(cfg)}, indent=2))
         tokenizer.save(out / "tokenizer.json")
     eval_every = cfg.eval_every or max(1, cfg.steps // 4)
@@ -285,23 +297,23 @@ def _run(cfg: TrainConfig, par: Parallel) -> dict:
 
     def save(step: int) -> None:
         nonlocal saved
-        if par.is_main:
-            try:  # save_checkpoint refuses non-finite weights: a diverged step never overwrites a good checkpoint
-                checkpoint.save_checkpoint(out / "checkpoint.pt", model, tokenizer, step, optimizer, scheduler,
-                                           asdict(cfg), scaler, extra={"train_seconds": log.seconds})
-            except FloatingPointError as error:
-                raise diverged(cfg, str(error), step, saved) from None
+        bad = checkpoint.nonfinite_weight(model)  # on every rank (their weights are equal), so that all stop
+        if bad is not None:  # a diverged step never overwrites the last good checkpoint
+            raise diverged(cfg, f"weight {bad} holds NaN or inf", step, saved)
+        if par.is_main and saved != step:
+            checkpoint.save_checkpoint(out / "checkpoint.pt", model, tokenizer, step, optimizer, scheduler,
+                                       asdict(cfg), scaler, extra={"train_seconds": log.seconds})
         saved = step
 
     model.train()
-    with GracefulStop() as stop:
+    with log, GracefulStop() as stop:  # the log is closed (TensorBoard flushed) however the run ends
         for step in range(start, cfg.steps):
             # the batch of this step depends on (seed, step) only: a resumed run sees the same data (minclip/pairs.py)
             t0 = time.perf_counter()
             images, tokens = source.batch(step, tokenizer, preprocess, par.device)
             loss = train_step(model, images, tokens, loss_fn, cfg.accum_steps, autocast, scaler)
             if not math.isfinite(loss.item()):  # stop before a NaN reaches the weights (and then the checkpoint)
-                raise diverged(cfg, f"the loss is {loss.item()}", step, saved)
+                raise diverged(cfg, f"the loss is {loss.item()}", step + 1, saved)
             update(model, optimizer, scheduler, cfg, par, scaler)
             log.step(step + 1, loss.item(), model.logit_scale.exp().item(), scheduler.get_last_lr()[0],
                      time.perf_counter() - t0, cfg.batch_size)
@@ -314,69 +326,14 @@ def _run(cfg: TrainConfig, par: Parallel) -> dict:
                 save(step + 1)
                 raise KeyboardInterrupt(f"stopped after step {step + 1} of {cfg.steps}; saved {out / 'checkpoint.pt'}."
                                         f" Continue with: python -m minclip.train --out {out} --resume")
-    result = {}
-    if par.is_main and cfg.data == "shapeworld":
-        result = source.zeroshot(model, tokenizer, preprocess, n=2000)
-        (out / "zeroshot.json").write_text(json.dumps({**result, "steps": cfg.steps, "train_seconds": log.seconds}))
-        log.eval(cfg.steps, result, final=True)
-        save_figures(out, source.shapeworld, model, tokenizer, preprocess)
-    log.close()
+        result = {}
+        if par.is_main and cfg.data == "shapeworld":
+            result = source.zeroshot(model, tokenizer, preprocess, n=2000)
+            (out / "zeroshot.json").write_text(json.dumps({**result, "steps": cfg.steps, "train_seconds": log.seconds}))
+            log.eval(cfg.steps, result, final=True)
+            from .plots import save_run_figures  # matplotlib and seaborn load only for the run's figures
+            save_run_figures(out, source.shapeworld, model, tokenizer, preprocess)
     return result
-
-
-def restore(state: dict, model, optimizer, scheduler, scaler) -> tuple:
-    """Load a checkpoint into the run's objects; returns (step, training seconds so far).
-
-    The learning rate is recomputed from the schedule at the saved step, so that a resume with a new --lr or --steps
-    continues on the new schedule (with neither, it is the saved learning rate, to the bit)."""
-    model.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
-    lr_lambdas = scheduler.lr_lambdas  # the new run's schedule, not the saved one
-    scheduler.load_state_dict(state["scheduler"])
-    scheduler.lr_lambdas = lr_lambdas
-    peak = optimizer.defaults["lr"]
-    scheduler.base_lrs = [peak for _ in optimizer.param_groups]
-    for group, schedule in zip(optimizer.param_groups, lr_lambdas):
-        group["initial_lr"], group["lr"] = peak, peak * schedule(scheduler.last_epoch)
-    if scaler is not None:
-        scaler.load_state_dict(state["scaler"])
-    checkpoint.set_rng_state(state["rng"])
-    return state["step"], state.get("extra", {}).get("train_seconds", 0.0)
-
-
-def diverged(cfg: TrainConfig, what: str, step: int, saved: int) -> FloatingPointError:
-    """The error for a run whose loss or weights stopped being finite: the likely cause and how to go on."""
-    lower = f"--lr {cfg.lr / 10:g}"
-    if saved:
-        fix = (f"the last good checkpoint is {Path(cfg.out) / 'checkpoint.pt'} (step {saved}); continue from it with a "
-               f"lower learning rate: python -m minclip.train --out {cfg.out} --resume {lower}")
-    else:
-        fix = (f"no checkpoint was written yet (one is written every --save-every {cfg.save_every} steps); start again "
-               f"with a lower learning rate, e.g. {lower} (the same --out is fine: it holds no checkpoint)")
-    return FloatingPointError(f"step {step}: {what}. Likely cause: the learning rate is too high for this batch "
-                              f"(--lr {cfg.lr:g}) or fp16 overflowed (try --amp bf16 or --grad-clip 1); {fix}")
-
-
-@torch.no_grad()
-def save_figures(out: Path, world, model, tokenizer, preprocess) -> None:
-    """OUT/similarity.png: 8 fresh photos against their captions. OUT/predictions.png: zero-shot on 4 photos of seen
-    colour-shape pairs and 4 of held-out pairs, with the top 3 classes (green: the true one)."""
-    from . import plots
-    from .data import ShapeWorld
-    from .zeroshot import image_features, zeroshot_classifier
-    model.eval()
-    images, captions = world.pretraining(8, seed=2024, domains=["photo"], objects=(1, 1))
-    device = next(model.parameters()).device
-    tokens = tokenizer(captions, context_length=model.context_length, truncate=True).to(device)
-    sim = image_features(model, images, preprocess) @ model.encode_text(tokens, normalize=True).T  # (8, 8)
-    plots.similarity_matrix(sim, captions, images).savefig(out / "similarity.png", dpi=110, bbox_inches="tight")
-    views = [world.classification("color_shape", split=split, n=4, seed=2024) for split in ("test", "unseen")]
-    images, labels = torch.cat([v.images for v in views]), torch.cat([v.labels for v in views])  # (8, 3, H, W), (8,)
-    classnames = views[0].classnames
-    W = zeroshot_classifier(model, tokenizer, classnames, ShapeWorld.templates("color_shape"))  # (E, 64)
-    probs = (model.logit_scale.exp() * image_features(model, images, preprocess) @ W).softmax(dim=1)  # (8, 64)
-    plots.zeroshot_predictions(images, probs, classnames, labels).savefig(out / "predictions.png", dpi=110,
-                                                                          bbox_inches="tight")
 
 
 def parse_args(argv=None) -> TrainConfig:
@@ -388,7 +345,10 @@ def main(argv=None) -> None:
     try:
         result = train(cfg)
     except KeyboardInterrupt as stop:  # Ctrl-C: a one-line message (what was saved, how to resume), no traceback
-        print(str(stop) or "interrupted before the first step; nothing was saved", file=sys.stderr)
+        ckpt = Path(cfg.out) / "checkpoint.pt"
+        print(str(stop) or (f"interrupted; the last checkpoint, {ckpt}, is whole: continue with python -m "
+                            f"minclip.train --out {cfg.out} --resume" if ckpt.exists() else
+                            "interrupted before the first checkpoint; nothing was saved"), file=sys.stderr)
         sys.exit(130)
     except (ValueError, OSError, FloatingPointError, RunFolderBusy) as error:  # bad input (a flag, a file, an image)
         sys.exit(f"error: {error}")  # or a diverged run: the message says what to do, and a traceback would bury it

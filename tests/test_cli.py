@@ -16,19 +16,23 @@ class Flags:
     quiet: bool = arg(False, "no bar")
 
 
-def test_flags_come_from_the_dataclass():
+def test_flags_come_from_the_dataclass_and_say_which_were_given():
+    flags = parse_flags(Flags, ["--lr", "0.003"])
+    assert flags == Flags(lr=0.003) and flags.flags_given == {"lr"}  # given, though it is the default
+    assert parse_flags(Flags, ["--quiet"]).flags_given == {"quiet"}
     assert parse_flags(Flags, ["--lr", "0.1", "--quiet"]) == Flags(lr=0.1, quiet=True)
     with pytest.raises(SystemExit):
         parse_flags(Flags, ["--lr", "fast"])
 
 
 def test_ctrl_c_sets_a_flag_and_a_second_one_stops_at_once():
+    before = signal.getsignal(signal.SIGINT)
     with GracefulStop() as stop:
         os.kill(os.getpid(), signal.SIGINT)
         assert stop.requested
         with pytest.raises(KeyboardInterrupt):
             os.kill(os.getpid(), signal.SIGINT)
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the old handler is back
+    assert signal.getsignal(signal.SIGINT) is before  # the old handler is back
 
 
 def test_a_resumed_log_drops_the_records_after_its_checkpoint(tmp_path):

@@ -37,24 +37,26 @@ def test_the_lock_refuses_a_second_writer_and_names_the_first(tmp_path):
 
 def test_a_killed_holder_leaves_no_stale_lock(tmp_path):
     """The kernel drops a flock when its process dies, however it dies."""
-    code = ("import os, sys; from minclip.io import RunLock; RunLock(sys.argv[1]).__enter__(); "
-            "os.kill(os.getpid(), 9)")
-    r = subprocess.run([sys.executable, "-c", code, str(tmp_path / "run")])
-    assert r.returncode == -9
+    code = ("import sys, time; from minclip.io import RunLock; lock = RunLock(sys.argv[1]); lock.__enter__(); "
+            "print('locked', flush=True); time.sleep(60)")
+    holder = subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "run")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(RunFolderBusy, match=f"pid {holder.pid}"):  # it really holds the lock ...
+            RunLock(tmp_path / "run").__enter__()
+    finally:
+        holder.kill()  # ... until kill -9
+        holder.wait()
     with RunLock(tmp_path / "run"):
         pass
 
 
-def test_locking_removes_temporary_files_of_dead_writers(tmp_path):
+def test_locking_removes_temporary_files_of_dead_writers_and_nothing_else(tmp_path):
     (tmp_path / "run").mkdir()
     stale = tmp_path / "run" / ".checkpoint.pt.tmp4242"
     stale.write_bytes(b"half")
-    (tmp_path / "run" / "checkpoint.pt").write_bytes(b"kept")
+    for name in ("checkpoint.pt", ".notes.tmp", ".bashrc.tmpl"):
+        (tmp_path / "run" / name).write_bytes(b"kept")
     with RunLock(tmp_path / "run"):
-        assert not stale.exists() and (tmp_path / "run" / "checkpoint.pt").exists()
-
-
-def test_a_file_is_not_a_run_folder(tmp_path):
-    (tmp_path / "file").write_text("")
-    with pytest.raises(ValueError, match="is a file"):
-        RunLock(tmp_path / "file").__enter__()
+        assert not stale.exists()
+        assert all((tmp_path / "run" / name).exists() for name in ("checkpoint.pt", ".notes.tmp", ".bashrc.tmpl"))

@@ -147,7 +147,7 @@ def test_two_ranks_of_half_the_batch_equal_one_process(tmp_path):
 def test_nan_loss_stops_with_a_clear_message(tmp_path, monkeypatch):
     monkeypatch.setattr(T, "clip_loss", lambda i, t, s: (i * t).sum() * float("nan"))
     cfg = T.TrainConfig(steps=5, batch_size=8, out=str(tmp_path / "run"))
-    with pytest.raises(FloatingPointError, match="step 0: the loss is nan.*learning rate"):
+    with pytest.raises(FloatingPointError, match="after step 1: the loss is nan.*learning rate"):
         T.train(cfg)
 
 
@@ -226,7 +226,8 @@ def test_nan_weights_never_reach_the_checkpoint_and_the_message_says_how_to_resu
     state = torch.load(ckpt, weights_only=True)
     assert state["step"] == 2, "the step whose weights went NaN must not overwrite the good checkpoint"
     assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
-    assert f"{ckpt} (step 2)" in message and "--resume --lr 0.0003" in message
+    assert f"{ckpt} (after step 2)" in message and "--resume --lr 0.0003" in message
+    assert "fp16" not in message and "--grad-clip" not in message  # neither applies to this run
     monkeypatch.setattr(T, "clip_loss", clip_loss)  # the cause is gone: the resume with a lower lr trains on
     T.train(T.parse_args(["--out", str(tmp_path / "run"), "--resume", "--lr", "3e-4", "--quiet"]))
     state = torch.load(ckpt, weights_only=True)
@@ -247,6 +248,10 @@ def test_resume_honours_a_longer_run_and_a_new_lr_and_refuses_the_rest(tmp_path)
         T.train(T.parse_args(["--out", out, "--resume", "--batch-size", "64"]))
     with pytest.raises(ValueError, match="--seed 7"):
         T.train(T.parse_args(["--out", out, "--resume", "--seed", "7"]))
+    with pytest.raises(ValueError, match="--batch-size 256"):  # the default, but given: refused all the same
+        T.train(T.parse_args(["--out", out, "--resume", "--batch-size", "256"]))
+    with pytest.raises(ValueError, match="already at step 3"):
+        T.train(T.parse_args(["--out", out, "--resume", "--steps", "2"]))
     T.train(T.parse_args(["--out", out, "--resume", "--steps", "6", "--lr", "1e-4", "--quiet"]))
     state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
     assert state["step"] == 6 and state["train_config"]["lr"] == 1e-4 and state["train_config"]["steps"] == 6
@@ -260,6 +265,26 @@ def test_resuming_a_finished_run_says_so(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "finished at step 2" in err and "--resume --steps N" in err
     assert (tmp_path / "run" / "checkpoint.pt").stat().st_mtime_ns == before
+
+
+def test_a_stale_final_evaluation_does_not_pass_for_the_finished_run(tmp_path):
+    """Killed after its last checkpoint but before zeroshot.json was rewritten: the resume evaluates again."""
+    T.train(quick(tmp_path, steps=2))
+    stale = (tmp_path / "run" / "zeroshot.json").read_text()
+    T.train(T.parse_args(["--out", str(tmp_path / "run"), "--resume", "--steps", "4", "--quiet"]))
+    (tmp_path / "run" / "zeroshot.json").write_text(stale)  # as if killed between the save and the evaluation
+    T.train(T.parse_args(["--out", str(tmp_path / "run"), "--resume"]))
+    assert json.loads((tmp_path / "run" / "zeroshot.json").read_text())["steps"] == 4
+
+
+def test_a_run_that_finished_into_the_folder_after_check_is_not_overwritten(tmp_path, monkeypatch):
+    """check() runs before the lock is taken; the folder is checked again under the lock."""
+    T.train(quick(tmp_path, steps=2))  # the other run, finished between our check() and our lock
+    before = (tmp_path / "run" / "checkpoint.pt").read_bytes()
+    monkeypatch.setattr(T.TrainConfig, "check", lambda self: None)
+    with pytest.raises(ValueError, match="already holds a run"):
+        T.train(quick(tmp_path, steps=2))
+    assert (tmp_path / "run" / "checkpoint.pt").read_bytes() == before
 
 
 def test_resume_with_a_lower_lr_continues_on_the_new_schedule(tmp_path):
@@ -348,9 +373,10 @@ def test_minutes_are_not_cut_short_by_a_burst_of_load_during_calibration(monkeyp
 
 
 @pytest.mark.parametrize("argv, match", [
-    (["--beta2", "1.5"], "--beta2"),
-    (["--eps", "-1"], "--eps"),
-    (["--seed", "-1"], "--seed"),
+    (["--beta2", "1.5"], r"--beta2 1.5 must be in \(0, 1\), e.g. 0.98"),
+    (["--eps", "-1"], "--eps -1.0 must be > 0, e.g. 1e-6"),
+    (["--seed", "-1"], r"--seed -1 must be in \[0, 2\*\*63\).*e.g. --seed 0"),
+    (["--seed", str(2 ** 64)], "--seed 18446744073709551616 must be in"),
     (["--minutes", "inf", "--steps", "0"], "--minutes inf must be a finite"),
     (["--weight-decay", "inf"], "--weight-decay inf must be a finite"),
     (["--grad-clip", "-1"], "--grad-clip"),
