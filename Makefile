@@ -17,10 +17,13 @@ demo: $(STAMP)
 	rm -rf runs/demo  # a fresh demo run each time (train refuses to overwrite a run folder)
 	$(PY) -m minclip.train --preset tiny --data shapeworld --minutes 3 --out runs/demo --seed 0
 
+# The notebooks' kernels train (the zoo model: 1,500 steps) on one OpenMP thread: on 2 cores shared with another
+# CPU-heavy process, torch's 2 threads wait for each other at every parallel region (a tiny training step took 3.4 s
+# instead of 0.5 s at 1 thread; on a quiet machine 0.16 s vs 0.21 s). tests/conftest.py sets its own thread count.
 test: $(STAMP)
 	$(PY) scripts/make_student.py
 	$(PY) -m pytest tests/ -q
-	$(PY) -m pytest --nbval notebooks/ -q --nbval-sanitize-with notebooks/sanitize.cfg -p no:cacheprovider
+	OMP_NUM_THREADS=1 $(PY) -m pytest --nbval notebooks/ -q --nbval-sanitize-with notebooks/sanitize.cfg -p no:cacheprovider
 
 student: $(STAMP)
 	$(PY) scripts/make_student.py
