@@ -21,7 +21,7 @@ from baselines.supervised import Supervised
 from minclip.cli import HelpFormatter
 from minclip.data import ShapeWorld
 from minclip.probe import knn_accuracy, linear_probe, low_shot_curve
-from minclip.zeroshot import image_features, zeroshot_classifier
+from minclip.zeroshot import image_features, logits_accuracy, zeroshot_classifier
 
 TASK = "color_shape"
 IN_DISTRIBUTION = "photo"
@@ -45,6 +45,7 @@ def eval_data(n_train: int = 2240, n_test: int = 1000, image_size: int = 32, see
 
 
 def _accuracy(predicted, labels) -> float:
+    """A probe's hard predictions (B,) against labels (B,); scores (B, K) go to logits_accuracy instead."""
     return (predicted.cpu() == labels.cpu()).float().mean().item()
 
 
@@ -78,11 +79,12 @@ def evaluate(model, preprocess, data: EvalData, tokenizer=None, shots=(1, 4, 16)
     }
     if tokenizer is not None:
         weights = zeroshot_classifier(model, tokenizer, classnames, ShapeWorld.templates(TASK))  # (E, K): all 64
-        metrics["zeroshot_domains"] = {d: _accuracy((f @ weights).argmax(1), test_y[d]) for d, f in test_f.items()}
+        metrics["zeroshot_domains"] = {d: logits_accuracy(f @ weights, test_y[d])[1]  # (B, E) @ (E, K)
+                                       for d, f in test_f.items()}
         metrics["zeroshot"] = metrics["zeroshot_domains"][IN_DISTRIBUTION]
         unseen_x, unseen_y, _ = data.unseen
-        metrics["zeroshot_unseen"] = _accuracy((image_features(model, unseen_x, preprocess) @ weights).argmax(1),
-                                               unseen_y)
+        unseen_f = image_features(model, unseen_x, preprocess)  # (B, E)
+        metrics["zeroshot_unseen"] = logits_accuracy(unseen_f @ weights, unseen_y)[1]
     if isinstance(model, Supervised):
         metrics["head_domains"] = head_accuracies(model, preprocess, data)
     return metrics
@@ -96,7 +98,7 @@ def head_accuracies(model: Supervised, preprocess, data: EvalData, batch_size: i
     accuracies = {}
     for domain, (images, labels, _) in data.test.items():
         logits = torch.cat([model(preprocess(x.to(device))) for x in images.split(batch_size)])  # (B, K)
-        accuracies[domain] = _accuracy(logits.argmax(1), labels)
+        accuracies[domain] = logits_accuracy(logits, labels)[1]
     return accuracies
 
 

@@ -15,16 +15,18 @@ from scratch ("uu"), because contrastive image-text data teaches the image tower
 import copy
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 
 from baselines import common
+from minclip import loop
+from minclip.cli import arg
 from minclip.config import CLIPConfig
 from minclip.data.transforms import clip_preprocess
 from minclip.loss import clip_loss
 from minclip.model import CLIP
-from minclip.pairs import make_tokenizer
-from minclip.cli import arg
+from minclip.tokenizer import make_tokenizer
 
 
 def build(model_config: dict) -> CLIP:
@@ -47,42 +49,50 @@ def locked_clip(tower) -> CLIP:
 
 
 @dataclass
-class LiTRun(common.RunConfig):
+class LiTRun(common.BaselineConfig):
+    COMMAND: ClassVar[str] = "python -m baselines.lit"
     tower: str = arg("", "the image tower to lock: a run folder or checkpoint of baselines.simclr, .mae, "
                          ".supervised, or of minclip.train (CLIP, FLIP)")
     out: str = arg("runs/lit", "run folder: config.json, metrics.jsonl, checkpoint.pt, summary.json")
     weight_decay: float = arg(0.2, "AdamW decoupled weight decay on weight matrices (CLIP: 0.2)")
 
     def check(self) -> None:
-        super().check()
         tower = Path(self.tower)
         if not self.resume and not (tower.is_file() or (tower / "checkpoint.pt").is_file()):
             raise ValueError(f"--tower {self.tower!r} is not a run folder or checkpoint; train one first, e.g. "
                              "`python -m baselines.simclr --steps 1500 --out runs/simclr`, then --tower runs/simclr")
+        super().check()
+
+
+class LiTObjective(loop.Objective):
+    """CLIP's loss with the image tower locked: only the text tower and the temperature learn."""
+    method = "lit"
+
+    def __init__(self, cfg: LiTRun, state, par):
+        if state is not None:  # the checkpoint holds the locked tower too
+            model = build(state["model_config"])
+            model.visual.requires_grad_(False)
+        else:
+            model = locked_clip(common.load(cfg.tower).model)
+        self.cfg, self.device = cfg, par.device
+        self.model, self.model_config = model.to(par.device), model.config.to_dict()
+        self.data = common.pair_stream(cfg, model.config, par)
+        self.tokenizer = make_tokenizer(model.config, state, self.data.corpus)
+        self.preprocess = clip_preprocess(model.config.vision.image_size)
+
+    def loss(self, step: int) -> torch.Tensor:
+        images, captions = self.data.pairs(step)
+        images = self.preprocess(torch.as_tensor(images).to(self.device))  # (B, 3, H, W)
+        tokens = self.tokenizer(captions, context_length=self.model.context_length, truncate=True).to(self.device)
+        with torch.no_grad():  # locked: no activations kept, no gradient computed
+            image_embeds = self.model.encode_image(images)  # (B, E)
+        return clip_loss(image_embeds, self.model.encode_text(tokens), self.model.scale())
 
 
 def train(cfg: LiTRun) -> dict:
-    """Train (or resume) the text tower of a LiT model on ShapeWorld's image-caption pairs; returns the summary."""
-    cfg, state = common.start(cfg)
-    if state is not None:  # the checkpoint holds the locked tower too
-        model = build(state["model_config"])
-        model.visual.requires_grad_(False)
-    else:
-        model = locked_clip(common.load(cfg.tower).model)
-    device = common.resolve_device(cfg)
-    run = common.Run(cfg, state, model.config.to_dict(), model.to(device), device,
-                     common.pair_source(cfg, model.config))
-    tokenizer = make_tokenizer(model.config, state, run.source.corpus)
-    preprocess = clip_preprocess(model.config.vision.image_size)
-
-    def loss(step):
-        images, tokens = run.source.batch(step, tokenizer, preprocess, device)
-        with torch.no_grad():  # locked: no activations kept, no gradient computed
-            image_embeds = model.encode_image(images)  # (B, E)
-        return clip_loss(image_embeds, model.encode_text(tokens), model.logit_scale.exp().clamp(max=100.0))
-
-    return common.fit(run, "lit", loss, tokenizer)
+    """Train (or resume) the text tower of a LiT model; returns the summary (also OUT/summary.json)."""
+    return loop.run(cfg, LiTObjective)
 
 
 if __name__ == "__main__":
-    common.main(LiTRun, train, "lit", __doc__)
+    common.main(LiTRun, LiTObjective, __doc__)

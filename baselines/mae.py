@@ -15,16 +15,17 @@ encoder hands the decoder. The encoder never sees a mask token, so it can skip t
     python -m baselines.mae --steps 1500 --out runs/mae
 """
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import ClassVar, NamedTuple
 
 import torch
 import torch.nn as nn
 
 from baselines import common
+from minclip import loop
+from minclip.cli import arg
 from minclip.config import CLIPConfig
 from minclip.data.transforms import clip_preprocess
 from minclip.encoders.transformer import Transformer
-from minclip.cli import arg
 
 
 def patchify(images, P: int):
@@ -144,7 +145,8 @@ def build(model_config: dict) -> MAE:
 
 
 @dataclass
-class MAERun(common.RunConfig):
+class MAERun(common.BaselineConfig):
+    COMMAND: ClassVar[str] = "python -m baselines.mae"
     out: str = arg("runs/mae", "run folder: config.json, metrics.jsonl, checkpoint.pt, summary.json")
     mask_ratio: float = arg(0.75, "fraction of patches hidden from the encoder (MAE §4.1: 0.75)")
     decoder_layers: int = arg(2, "decoder blocks")
@@ -153,22 +155,28 @@ class MAERun(common.RunConfig):
     weight_decay: float = arg(0.05, "AdamW decoupled weight decay on weight matrices (MAE: 0.05)")
 
     def check(self) -> None:
-        super().check()
         if not 0 <= self.mask_ratio < 1:
             raise ValueError(f"--mask-ratio {self.mask_ratio} must be in [0, 1); MAE uses 0.75")
+        super().check()
+
+
+class MAEObjective(common.Baseline):
+    """MAE on ShapeWorld's pre-training images (their captions unused)."""
+    method = "mae"
+
+    def __init__(self, cfg: MAERun, state, par):
+        super().__init__(cfg, par, MAE, decoder_layers=cfg.decoder_layers, decoder_heads=cfg.decoder_heads)
+        self.preprocess = clip_preprocess(self.model.config.vision.image_size)
+
+    def loss(self, step: int) -> torch.Tensor:
+        images = self.preprocess(self.images(step))  # (B, 3, H, W)
+        return self.model(images, self.generator(step), self.cfg.mask_ratio).loss
 
 
 def train(cfg: MAERun) -> dict:
-    """Train (or resume) an MAE run on ShapeWorld's pre-training images (captions unused); returns the summary."""
-    run = common.prepare(cfg, build, "decoder_layers", "decoder_heads")
-    preprocess = clip_preprocess(run.model.config.vision.image_size)
-
-    def loss(step):
-        images = preprocess(torch.as_tensor(run.source.pairs(step).images).to(run.device))  # (B, 3, H, W)
-        return run.model(images, common.generator(run.cfg, step), run.cfg.mask_ratio).loss
-
-    return common.fit(run, "mae", loss)
+    """Train (or resume) an MAE run; returns the summary (also OUT/summary.json)."""
+    return loop.run(cfg, MAEObjective)
 
 
 if __name__ == "__main__":
-    common.main(MAERun, train, "mae", __doc__)
+    common.main(MAERun, MAEObjective, __doc__)

@@ -13,15 +13,17 @@ trivial cues (the colour histogram) and the task is solved without learning shap
     python -m baselines.simclr --steps 1500 --out runs/simclr
 """
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn as nn
 
 from baselines import common
+from minclip import loop
+from minclip.cli import arg
 from minclip.config import CLIPConfig
 from minclip.data.transforms import SimCLRAugment
 from minclip.loss import nt_xent_loss
-from minclip.cli import arg
 
 
 class ProjectionHead(nn.Sequential):
@@ -71,7 +73,8 @@ def build(model_config: dict) -> SimCLR:
 
 
 @dataclass
-class SimCLRRun(common.RunConfig):
+class SimCLRRun(common.BaselineConfig):
+    COMMAND: ClassVar[str] = "python -m baselines.simclr"
     out: str = arg("runs/simclr", "run folder: config.json, metrics.jsonl, checkpoint.pt, summary.json")
     temperature: float = arg(0.5, "NT-Xent temperature τ (SimCLR's CIFAR-10 setting and lightly's default: 0.5)")
     hidden: int = arg(256, "hidden width of the projection head")
@@ -81,23 +84,28 @@ class SimCLRRun(common.RunConfig):
     color: float = arg(1.0, "colour-jitter strength s (SimCLR: 1.0 on ImageNet, 0.5 on CIFAR-10; 0 = none)")
 
     def check(self) -> None:
-        super().check()
         if not (0 < self.min_scale <= 1 and self.color >= 0):
             raise ValueError(f"--min-scale {self.min_scale} must be in (0, 1] and --color {self.color} >= 0")
+        super().check()
+
+
+class SimCLRObjective(common.Baseline):
+    """SimCLR on ShapeWorld's pre-training images (their captions unused)."""
+    method = "simclr"
+
+    def __init__(self, cfg: SimCLRRun, state, par):
+        super().__init__(cfg, par, SimCLR, hidden=cfg.hidden, out_dim=cfg.out_dim)
+        self.augment = augmentation(self.model.config.vision.image_size, cfg.min_scale, cfg.color)
+
+    def loss(self, step: int) -> torch.Tensor:
+        return simclr_loss(self.model.visual, self.model.head, self.images(step), self.augment, self.generator(step),
+                           self.cfg.temperature)
 
 
 def train(cfg: SimCLRRun) -> dict:
-    """Train (or resume) a SimCLR run on ShapeWorld's pre-training images (captions unused); returns the summary."""
-    run = common.prepare(cfg, build, "hidden", "out_dim")
-    augment = augmentation(run.model.config.vision.image_size, run.cfg.min_scale, run.cfg.color)
-
-    def loss(step):
-        images = torch.as_tensor(run.source.pairs(step).images).to(run.device)  # uint8 (B, 3, H, W)
-        return simclr_loss(run.model.visual, run.model.head, images, augment, common.generator(run.cfg, step),
-                           run.cfg.temperature)
-
-    return common.fit(run, "simclr", loss)
+    """Train (or resume) a SimCLR run; returns the summary (also OUT/summary.json)."""
+    return loop.run(cfg, SimCLRObjective)
 
 
 if __name__ == "__main__":
-    common.main(SimCLRRun, train, "simclr", __doc__)
+    common.main(SimCLRRun, SimCLRObjective, __doc__)

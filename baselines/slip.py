@@ -12,17 +12,19 @@ The model is a minclip.CLIP plus SimCLR's projection head, so every zero-shot an
     python -m baselines.slip --steps 1500 --out runs/slip
 """
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 
 from baselines import common
 from baselines.simclr import ProjectionHead, SimCLRRun, augmentation, simclr_loss
+from minclip import loop
+from minclip.cli import arg
 from minclip.config import CLIPConfig
 from minclip.data.transforms import clip_preprocess
 from minclip.loss import clip_loss
 from minclip.model import CLIP
-from minclip.pairs import make_tokenizer
-from minclip.cli import arg
+from minclip.tokenizer import make_tokenizer
 
 
 class SLIP(CLIP):
@@ -51,29 +53,36 @@ def build(model_config: dict) -> SLIP:
 @dataclass
 class SLIPRun(SimCLRRun):
     """SimCLR's flags (the head's sizes, τ, the augmentation) with SLIP's defaults, and the SimCLR loss's weight."""
+    COMMAND: ClassVar[str] = "python -m baselines.slip"
     out: str = arg("runs/slip", "run folder: config.json, metrics.jsonl, checkpoint.pt, summary.json")
     temperature: float = arg(0.1, "NT-Xent temperature τ of the SimCLR branch (SLIP: 0.1)")
     weight_decay: float = arg(0.2, "AdamW decoupled weight decay on weight matrices (CLIP: 0.2)")
     ssl_weight: float = arg(1.0, "weight of the SimCLR loss against CLIP's (SLIP: 1.0)")
 
 
+class SLIPObjective(common.Baseline):
+    """CLIP's image-text loss plus SimCLR's image-image loss, on ShapeWorld's image-caption pairs."""
+    method = "slip"
+
+    def __init__(self, cfg: SLIPRun, state, par):
+        super().__init__(cfg, par, SLIP, hidden=cfg.hidden, out_dim=cfg.out_dim)
+        config = self.model.config
+        self.tokenizer = make_tokenizer(config, state, self.data.corpus)
+        self.preprocess = clip_preprocess(config.vision.image_size)
+        self.augment = augmentation(config.vision.image_size, cfg.min_scale, cfg.color)
+
+    def loss(self, step: int) -> torch.Tensor:
+        images, captions = self.data.pairs(step)
+        images = torch.as_tensor(images).to(self.device)  # uint8 (B, 3, H, W): the views are cut from these
+        tokens = self.tokenizer(captions, context_length=self.model.context_length, truncate=True).to(self.device)
+        return slip_loss(self.model, images, tokens, self.preprocess, self.augment, self.generator(step),
+                         self.cfg.temperature, self.cfg.ssl_weight)
+
+
 def train(cfg: SLIPRun) -> dict:
-    """Train (or resume) a SLIP run on ShapeWorld's image-caption pairs; returns the summary."""
-    run = common.prepare(cfg, build, "hidden", "out_dim")
-    config, model = run.model.config, run.model
-    tokenizer = make_tokenizer(config, run.state, run.source.corpus)
-    preprocess = clip_preprocess(config.vision.image_size)
-    augment = augmentation(config.vision.image_size, run.cfg.min_scale, run.cfg.color)
-
-    def loss(step):
-        images, captions = run.source.pairs(step)
-        images = torch.as_tensor(images).to(run.device)  # uint8 (B, 3, H, W): the views are cut from these
-        tokens = tokenizer(captions, context_length=config.text.context_length, truncate=True).to(run.device)  # (B, L)
-        return slip_loss(model, images, tokens, preprocess, augment, common.generator(run.cfg, step),
-                         run.cfg.temperature, run.cfg.ssl_weight)
-
-    return common.fit(run, "slip", loss, tokenizer)
+    """Train (or resume) a SLIP run; returns the summary (also OUT/summary.json)."""
+    return loop.run(cfg, SLIPObjective)
 
 
 if __name__ == "__main__":
-    common.main(SLIPRun, train, "slip", __doc__)
+    common.main(SLIPRun, SLIPObjective, __doc__)

@@ -14,17 +14,19 @@ line. --width, --layers and --steps train the family that line is fitted on (bas
 """
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from baselines import common
+from minclip import loop
+from minclip.cli import arg
 from minclip.config import CLIPConfig
 from minclip.data import ShapeWorld, clip_preprocess
-from minclip.data.shapeworld import DOMAINS, TASKS
-from minclip.pairs import step_seed
-from minclip.cli import arg
+from minclip.data.shapeworld import TASKS
+from minclip.pairs import parse_domains, step_seed
 
 
 class Supervised(common.ImageTower):
@@ -46,7 +48,8 @@ def build(model_config: dict) -> Supervised:
 
 
 @dataclass
-class SupervisedRun(common.RunConfig):
+class SupervisedRun(common.BaselineConfig):
+    COMMAND: ClassVar[str] = "python -m baselines.supervised"
     out: str = arg("runs/supervised", "run folder: config.json, metrics.jsonl, checkpoint.pt, summary.json")
     domains: str = arg("photo", "comma-separated ShapeWorld domains of the labelled training images (one: photo, "
                                 "the in-distribution domain; the others are the distribution shift)")
@@ -55,14 +58,13 @@ class SupervisedRun(common.RunConfig):
                         "tower); '' = from scratch")
 
     def check(self) -> None:
-        super().check()
         if self.task not in TASKS:
             raise ValueError(f"--task {self.task!r} is unknown; choose one of {list(TASKS)}")
         if self.init and not self.resume and not (Path(self.init) / "checkpoint.pt").exists():
             raise ValueError(f"--init {self.init!r} holds no checkpoint.pt; pass a run folder, e.g. runs/mae")
-        unknown = set(self.domains.split(",")) - set(DOMAINS)
-        if unknown:
-            raise ValueError(f"--domains: unknown {sorted(unknown)}; choose from {list(DOMAINS)}")
+        if self.domains == "mix":
+            raise ValueError("--domains mix: name the labelled domains, e.g. photo or photo,sketch")
+        super().check()
 
 
 def labelled_batch(world: ShapeWorld, task: str, domains: list, n: int, seed: int):
@@ -73,26 +75,32 @@ def labelled_batch(world: ShapeWorld, task: str, domains: list, n: int, seed: in
     return torch.cat([p.images for p in parts]), torch.cat([p.labels for p in parts])
 
 
+class SupervisedObjective(common.Baseline):
+    """Cross-entropy on ShapeWorld's labelled images of --domains (seen colour-shape pairs only)."""
+    method = "supervised"
+
+    def __init__(self, cfg: SupervisedRun, state, par):
+        super().__init__(cfg, par, Supervised, task=cfg.task)
+        if cfg.init and state is None:  # fine-tuning (MAE §4.1): every weight trains, from a pre-trained start
+            try:
+                self.model.visual.load_state_dict(common.load(cfg.init).model.visual.state_dict())
+            except RuntimeError as error:
+                raise ValueError(f"--init {cfg.init}: its image tower differs from this run's; pass the --preset, "
+                                 f"--width and --layers it was trained with ({error})") from error
+        size = self.model.config.vision.image_size
+        self.world = ShapeWorld(seed=0, image_size=size)  # world 0: the held-out pairs of CLIP's
+        self.preprocess = clip_preprocess(size)
+
+    def loss(self, step: int) -> torch.Tensor:
+        images, labels = labelled_batch(self.world, self.cfg.task, parse_domains(self.cfg.domains),
+                                        self.cfg.batch_size, step_seed(self.cfg.seed, step, 0))
+        return F.cross_entropy(self.model(self.preprocess(images.to(self.device))), labels.to(self.device))
+
+
 def train(cfg: SupervisedRun) -> dict:
-    """Train (or resume) a supervised run; returns the summary."""
-    run = common.prepare(cfg, build, "task")
-    cfg, model = run.cfg, run.model
-    if cfg.init and run.state is None:  # fine-tuning (MAE §4.1): every weight trains, from a pre-trained start
-        try:
-            model.visual.load_state_dict(common.load(cfg.init).model.visual.state_dict())
-        except RuntimeError as error:
-            raise ValueError(f"--init {cfg.init}: its image tower differs from this run's; pass the --preset, "
-                             f"--width and --layers it was trained with ({error})") from error
-    world = ShapeWorld(seed=0, image_size=model.config.vision.image_size)  # world 0: the held-out pairs of CLIP's
-    preprocess = clip_preprocess(model.config.vision.image_size)
-
-    def loss(step):
-        images, labels = labelled_batch(world, cfg.task, cfg.domains.split(","), cfg.batch_size,
-                                        step_seed(cfg.seed, step, 0))
-        return F.cross_entropy(model(preprocess(images.to(run.device))), labels.to(run.device))
-
-    return common.fit(run, "supervised", loss)
+    """Train (or resume) a supervised run; returns the summary (also OUT/summary.json)."""
+    return loop.run(cfg, SupervisedObjective)
 
 
 if __name__ == "__main__":
-    common.main(SupervisedRun, train, "supervised", __doc__)
+    common.main(SupervisedRun, SupervisedObjective, __doc__)

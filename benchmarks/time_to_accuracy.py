@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/time_to_accuracy.py [--minutes 3]
 
 Both sides train the `tiny` preset from the same initial weights on the same ShapeWorld stream (the demo's data,
-`minclip.pairs.PairSource`), with the same recipe: AdamW (beta2 0.98, eps 1e-6, decay 0.2 on matrices), lr 3e-3,
+`minclip.pairs.ShapeWorldPairs`), with the same recipe: AdamW (beta2 0.98, eps 1e-6, decay 0.2 on matrices), lr 3e-3,
 100 warm-up steps then cosine, gradient clipping at 1, the logit-scale clamp. Each side times its own first steps
 to fix how many steps fit in the budget (as `--minutes` does), so a faster step buys more steps. Both are then
 scored by the same function: 64-way zero-shot accuracy on 2,000 fresh photos of seen and of held-out pairs.
@@ -21,7 +21,10 @@ from open_clip.loss import ClipLoss
 from minclip import CLIP, CLIPConfig
 from minclip.data.transforms import clip_preprocess
 from minclip.optim import adamw, warmup_cosine
-from minclip.pairs import PairSource, make_tokenizer
+from minclip.data import ShapeWorld
+from minclip.pairs import ShapeWorldPairs
+from minclip.tokenizer import make_tokenizer
+from minclip.zeroshot import shapeworld_zeroshot
 from minclip.pretrained import from_open_clip, to_open_clip
 from minclip.train import TrainConfig, train
 from model_throughput import tiny_open_clip
@@ -34,20 +37,26 @@ def open_clip_run(minutes: float, seed: int = 0) -> dict:
     """open_clip's model and ClipLoss in the loop of its training/train.py, on minclip's data and recipe."""
     cfg = TrainConfig(minutes=minutes, seed=seed)
     config = CLIPConfig.preset("tiny")
-    source = PairSource(cfg, config)
+    world = ShapeWorld(seed=0, image_size=config.vision.image_size)
+    source = ShapeWorldPairs(world, cfg.batch_size, seed)  # minclip.train's data: photos, one object, varied captions
     tokenizer = make_tokenizer(config, corpus=source.corpus)
     preprocess = clip_preprocess(config.vision.image_size)
+
+    def batch(step):
+        images, captions = source.pairs(step)
+        return preprocess(torch.as_tensor(images)), tokenizer(captions, context_length=32, truncate=True)
+
     torch.manual_seed(seed)
     model = tiny_open_clip(config)
     model.load_state_dict(to_open_clip(CLIP(config)))  # the initial weights minclip's trainer starts from
     loss_fn = ClipLoss()
-    # how many steps fit: the median of 5 timed steps (+8%, as minclip.train.calibrate_steps) on a throwaway copy
+    # how many steps fit: the median of 5 timed steps (+8% for the optimiser step) on a throwaway copy
     probe, times = tiny_open_clip(config), []
     probe.load_state_dict(model.state_dict())
     probe_opt = adamw(probe, 3e-3)
     for step in range(6):
         t0 = time.perf_counter()
-        images, tokens = source.batch(step, tokenizer, preprocess, "cpu")
+        images, tokens = batch(step)
         open_clip_step(probe, loss_fn, probe_opt, images, tokens)
         times.append(time.perf_counter() - t0)
     steps = max(1, int(minutes * 60 / (sorted(times[1:])[2] * 1.08)))
@@ -56,12 +65,12 @@ def open_clip_run(minutes: float, seed: int = 0) -> dict:
     model.train()
     t0 = time.perf_counter()
     for step in range(steps):
-        images, tokens = source.batch(step, tokenizer, preprocess, "cpu")
+        images, tokens = batch(step)
         open_clip_step(model, loss_fn, optimizer, images, tokens)  # clips, steps AdamW, clamps the scale
         scheduler.step()
     seconds = time.perf_counter() - t0
     mine = from_open_clip(model.state_dict(), config)  # only to score it with the very same evaluation code
-    return {"steps": steps, "train_seconds": seconds, **source.zeroshot(mine, tokenizer, preprocess, n=2000)}
+    return {"steps": steps, "train_seconds": seconds, **shapeworld_zeroshot(mine, tokenizer, preprocess, world, n=2000)}
 
 
 def main():

@@ -21,10 +21,12 @@ from open_clip.loss import ClipLoss
 from minclip import CLIP, CLIPConfig
 from minclip.loss import clip_loss
 from minclip.optim import adamw
-from minclip.pairs import PairSource, make_tokenizer
+from minclip.data import ShapeWorld
+from minclip.pairs import ShapeWorldPairs
+from minclip.tokenizer import make_tokenizer
 from minclip.data.transforms import clip_preprocess
 from minclip.pretrained import to_open_clip
-from minclip.train import TrainConfig, train_step
+from minclip.train import train_step
 from model_throughput import tiny_open_clip
 
 logging.getLogger().setLevel(logging.ERROR)
@@ -57,11 +59,13 @@ def main():
     torch.manual_seed(0)
 
     config = CLIPConfig.preset("tiny")
-    cfg = TrainConfig(steps=1, batch_size=args.batch_size)  # the demo's data defaults
-    source = PairSource(cfg, config)
+    # the demo's data: photos, one object, varied captions
+    source = ShapeWorldPairs(ShapeWorld(seed=0, image_size=config.vision.image_size), args.batch_size, seed=0)
     tokenizer = make_tokenizer(config, corpus=source.corpus)
     preprocess = clip_preprocess(config.vision.image_size)
-    batches = [source.batch(step, tokenizer, preprocess, "cpu") for step in range(4)]
+    pairs = [source.pairs(step) for step in range(4)]
+    batches = [(preprocess(torch.as_tensor(x)), tokenizer(c, context_length=config.text.context_length, truncate=True))
+               for x, c in pairs]
 
     mine = CLIP(config).train()
     ref = tiny_open_clip(config).train()

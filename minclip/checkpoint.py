@@ -56,9 +56,11 @@ def nonfinite_weight(model) -> Optional[str]:
 
 
 def save_checkpoint(path, model, tokenizer, step: int, optimizer=None, scheduler=None, train_config=None,
-                    scaler=None, extra=None) -> None:
+                    scaler=None, extra=None, method: str = "clip", model_config: Optional[dict] = None) -> None:
     """Write everything needed to resume (or just evaluate) to `path`, atomically; `extra`: any small dict to keep.
 
+    method: what rebuilds the model ("clip": minclip.CLIP from model_config; a baseline's name: baselines.NAME's
+    build(model_config)); model_config: default model.config.to_dict(). tokenizer: None for an image-only model.
     Weights that are not all finite raise a FloatingPointError and nothing is written: a diverged step never
     overwrites the last good checkpoint.
     """
@@ -68,12 +70,14 @@ def save_checkpoint(path, model, tokenizer, step: int, optimizer=None, scheduler
         raise FloatingPointError(f"model weight {bad} holds NaN or inf; {path} was not written, so the last good "
                                  "checkpoint (if any) is kept")
     state = {
+        "method": method,
         "step": step,
         "model": weights,
-        "model_config": model.config.to_dict(),
-        "tokenizer": tokenizer.to_json(),
+        "model_config": model.config.to_dict() if model_config is None else model_config,
         "rng": rng_state(),
     }
+    if tokenizer is not None:  # with it, the checkpoint is one minclip.load opens on its own
+        state["tokenizer"] = tokenizer.to_json()
     optional = {"optimizer": optimizer, "scheduler": scheduler, "scaler": scaler}
     state.update({k: v.state_dict() for k, v in optional.items() if v is not None})
     if train_config is not None:

@@ -10,6 +10,7 @@ import signal
 import sys
 import threading
 import time
+import typing
 from dataclasses import field, fields
 from pathlib import Path
 
@@ -20,7 +21,11 @@ def arg(default, help):
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """--help shows each flag's default and the module docstring as written (its diagrams intact)."""
+    """--help shows each flag's default and the module docstring as written (its diagrams intact). A flag whose
+    default is None takes its value from elsewhere (the preset), and its help text says which values."""
+
+    def _get_help_string(self, action):
+        return action.help if action.default is None else super()._get_help_string(action)
 
 
 def flag(name: str) -> str:
@@ -43,29 +48,21 @@ def parse_flags(config_class, argv=None, prog: str = "", description: str = ""):
 def _parser(config_class, prog: str, description: str, defaults: bool = True) -> argparse.ArgumentParser:
     """The parser of `config_class`'s fields; defaults=False leaves a flag that is not given out of the result."""
     parser = argparse.ArgumentParser(prog=prog, description=description, formatter_class=HelpFormatter)
+    resumable = getattr(config_class, "RESUMABLE", ())  # the flags a resumed run may change (minclip/loop.py)
     for f in fields(config_class):
         default = f.default if defaults else argparse.SUPPRESS
+        text = f.metadata["help"] + (" [may change on --resume]" if f.name in resumable else "")
         if f.type in ("bool", bool):
-            parser.add_argument(flag(f.name), action="store_true", default=default, help=f.metadata["help"])
+            parser.add_argument(flag(f.name), action="store_true", default=default, help=text)
         else:
             kind = {"int": int, "float": float, "str": str}.get(f.type, f.type)
-            parser.add_argument(flag(f.name), type=kind, default=default, help=f.metadata["help"])
+            kind = next((t for t in typing.get_args(kind) if t is not type(None)), kind)  # Optional[float] -> float
+            parser.add_argument(flag(f.name), type=kind, default=default, help=text)
     return parser
 
 
-def parse_flags_or_exit(config_class, argv=None, prog: str = "", description: str = ""):
-    """parse_flags, then the config's check(): a bad value ends the program with its one-line error message (the
-    problem and the fix), not a traceback."""
-    try:
-        cfg = parse_flags(config_class, argv, prog, description)
-        cfg.check()
-    except ValueError as error:
-        sys.exit(f"error: {error}")
-    return cfg
-
-
 class Logger:
-    """A tqdm bar (loss, logit scale, throughput), metrics.jsonl and, optionally, TensorBoard.
+    """A tqdm bar (loss, temperature, throughput), metrics.jsonl and, optionally, TensorBoard.
 
     The log of a resumed run is the log an uninterrupted run writes (apart from timings): a fresh run starts
     metrics.jsonl anew, and a resumed one first drops the records after its checkpoint's step (written by the run that
@@ -92,16 +89,17 @@ class Logger:
                 if k != "step" and isinstance(v, (int, float)):
                     self.tb.add_scalar(k, v, record["step"])
 
-    def step(self, step, loss, scale, lr, seconds, batch_size):
+    def step(self, step: int, values: dict, seconds: float, examples: int, unit: str = "pairs") -> None:
+        """One optimiser step: `values` (loss, lr, the temperature ...) on the bar and, every --log-every steps, in
+        metrics.jsonl with the throughput, `examples` per `seconds` as "{unit}_per_s"."""
         self.bar.update(1)
         self.seconds += seconds  # training time only: evaluation and checkpoints are not counted
-        pairs_per_s = batch_size / seconds
         if not self.active:
             return
-        self.bar.set_postfix(loss=f"{loss:.3f}", scale=f"{scale:.1f}", pairs_s=f"{pairs_per_s:.0f}")
+        per_s = examples / seconds
+        self.bar.set_postfix({**{k: f"{v:.3g}" for k, v in values.items() if k != "lr"}, f"{unit}_s": f"{per_s:.0f}"})
         if step % self.every == 0:
-            self.write({"step": step, "loss": loss, "logit_scale": scale, "lr": lr, "pairs_per_s": pairs_per_s,
-                        "time": time.time()})
+            self.write({"step": step, **values, f"{unit}_per_s": per_s, "time": time.time()})
 
     def eval(self, step, metrics, final=False):
         if self.active:

@@ -6,7 +6,7 @@ into them (see minclip/pretrained.py). The small presets are for ShapeWorld on a
 """
 import math
 from dataclasses import asdict, dataclass, field, fields
-from typing import Tuple, Union
+from typing import Optional, Tuple, Union
 
 
 @dataclass
@@ -39,6 +39,7 @@ class CLIPConfig:
     text: TextConfig = field(default_factory=TextConfig)
     quick_gelu: bool = True           # OpenAI's models use QuickGELU, x * sigmoid(1.702 x); False means nn.GELU
     init_logit_scale: float = math.log(1 / 0.07)  # CLIP §2.5: temperature initialised to 0.07
+    init_logit_bias: Optional[float] = None  # SigLIP: a learned logit bias, initialised to -10 (None: no bias, CLIP)
     tokenizer: str = "openai"         # "openai" (49,408 BPE) or "shapeworld" (a small BPE trained on ShapeWorld captions)
 
     @classmethod

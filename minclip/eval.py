@@ -23,7 +23,7 @@ from .data.shapeworld import TASKS as CLASSNAMES
 from .parallel import resolve_device
 from .probe import FEW_SHOT_C, knn_accuracy, linear_probe, low_shot_curve, sample_k_shot
 from .robustness import domain_accuracies, effective_robustness, fit_robustness_line
-from .zeroshot import image_features, prompt_ablation, retrieval, zeroshot_classifier
+from .zeroshot import image_features, logits_accuracy, prompt_ablation, retrieval, zeroshot_classifier
 
 TASKS = ("zeroshot", "retrieval", "probe", "lowshot", "robustness")
 # The smallest --n each task can run on. Zero-shot and retrieval: one image per colour-shape class. The probes fit on
@@ -57,7 +57,7 @@ class Evaluator:
 
     def zeroshot_accuracy(self, task, split="test", domain="photo"):
         x, y, _ = self.sw.classification(task, split=split, domain=domain, n=self.n, seed=self.seed)
-        return ((self.features(x) @ self.classifier(task)).argmax(1) == y).float().mean().item()  # (B, E) @ (E, K)
+        return logits_accuracy(self.features(x) @ self.classifier(task), y)[1]  # (B, E) @ (E, K)
 
     def zeroshot(self):
         result = {"color_shape seen": self.zeroshot_accuracy("color_shape", "test"),

@@ -1,4 +1,5 @@
-"""Contrastive losses: CLIP's symmetric InfoNCE (plain, tiled and distributed), SigLIP's sigmoid loss, SimCLR's NT-Xent.
+"""Contrastive losses: CLIP's symmetric InfoNCE (plain, tiled and distributed), SigLIP's sigmoid loss (plain and
+distributed), SimCLR's NT-Xent.
 
 Shapes: B batch, E shared embedding dim. Every loss takes two (B, E) tensors whose row i is a matching pair and
 returns a scalar. The CLIP losses expect L2-normalised embeddings and an already exponentiated logit_scale, as
@@ -262,6 +263,14 @@ def distributed_clip_loss(image_embeds: Tensor, text_embeds: Tensor, logit_scale
     return (F.cross_entropy(logits_per_image, labels) + F.cross_entropy(logits_per_text, labels)) / 2
 
 
+def _sigmoid_loss(logits: Tensor, offset: int) -> Tensor:
+    """−(1/B)·Σ_ij log σ(y_ij·Z_ij) over (B, C) logits Z: y = +1 where row i meets its pair, column offset + i,
+    and −1 elsewhere."""
+    positives = torch.arange(len(logits), device=logits.device) + offset  # (B,) the column of each row's pair
+    labels = 2 * F.one_hot(positives, logits.shape[1]).to(logits.dtype) - 1  # (B, C) +1 at the pair, −1 elsewhere
+    return -F.logsigmoid(labels * logits).sum() / len(logits)
+
+
 def siglip_loss(image_embeds: Tensor, text_embeds: Tensor, logit_scale: Scalar, logit_bias: Scalar) -> Tensor:
     """SigLIP's pairwise sigmoid loss (Zhai et al. 2023, arXiv 2303.15343), with open_clip's SigLipLoss semantics.
 
@@ -276,8 +285,40 @@ def siglip_loss(image_embeds: Tensor, text_embeds: Tensor, logit_scale: Scalar, 
     _check_pair(image_embeds, text_embeds)
     s, b = _logit_scale(logit_scale, image_embeds), _scalar(logit_bias, "logit_bias", image_embeds)
     logits = s * image_embeds @ text_embeds.T + b  # (B, B)
-    labels = 2 * torch.eye(len(logits), dtype=logits.dtype, device=logits.device) - 1  # +1 diagonal, −1 elsewhere
-    return -F.logsigmoid(labels * logits).sum() / len(logits)
+    return _sigmoid_loss(logits, offset=0)  # pair i sits on the diagonal
+
+
+def distributed_siglip_loss(image_embeds: Tensor, text_embeds: Tensor, logit_scale: Scalar,
+                            logit_bias: Scalar) -> Tensor:
+    """`siglip_loss` over the global batch of all ranks, for torchrun/DDP; equal to siglip_loss on a single process.
+
+    image_embeds, text_embeds: (B, E) this rank's pairs (the same B on every rank); logit_scale, logit_bias: ().
+    Returns a scalar.
+
+    The (n·B)² pairs of the global batch split by image: each rank scores its own B images against all n·B texts,
+    (B, n·B) logits, so every pair is scored on exactly one rank. The positives sit at columns rank·B + i of the
+    gathered texts; every other column, including the other ranks' texts, is a negative. The sum is divided by the
+    local B, so the mean of the n rank losses is exactly the full-batch loss.
+
+    Gradient convention, as in `distributed_clip_loss`: gather_with_grad sends every rank's gradient for a text back
+    to the rank that owns it, and DDP then averages parameter gradients over ranks: the result is exactly the
+    full-batch gradient. (Per rank, the local embedding gradient is n times the full-batch gradient of those rows;
+    divide by n to compare.) With a plain all_gather the other ranks' texts would be constants, and each text would
+    miss the gradient from the n − 1 ranks whose images it is a negative for.
+
+    SigLIP §3.3 computes the same sum with less memory: the texts travel round a ring of devices in n steps, and each
+    step scores the local images against one rank's (B, E) texts, so no device ever holds n·B texts or (B, n·B)
+    logits, only (B, B) at a time. The loss and gradients are equal to these. It is not used here because it needs
+    n − 1 point-to-point exchanges, each with a hand-written backward (open_clip's NeighbourExchange), where one
+    differentiable all-gather does it; the (B, n·B) logits are small at the batch sizes minclip trains.
+    """
+    _check_pair(image_embeds, text_embeds, min_batch=1)
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return siglip_loss(image_embeds, text_embeds, logit_scale, logit_bias)
+    s, b = _logit_scale(logit_scale, image_embeds), _scalar(logit_bias, "logit_bias", image_embeds)
+    all_texts = gather_with_grad(text_embeds)  # (n·B, E)
+    logits = s * image_embeds @ all_texts.T + b  # (B, n·B): this rank's images against every text
+    return _sigmoid_loss(logits, offset=dist.get_rank() * len(image_embeds))
 
 
 def nt_xent_loss(z1: Tensor, z2: Tensor, temperature: float = 0.5) -> Tensor:

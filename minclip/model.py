@@ -20,7 +20,10 @@ from .encoders.vit import VisionTransformer
 
 # How a batch is cast to a model's dtype, for the error messages of check_dtype.
 CAST = {torch.float32: ".float()", torch.float64: ".double()", torch.float16: ".half()", torch.bfloat16: ".bfloat16()"}
-MAX_LOGIT_SCALE = math.log(100)  # CLIP §2.5: the scale is clipped at 100 to prevent training instability
+# CLIP §2.5: the logit scale exp(t) is clipped at 100 "to prevent training instability". This is the one place the rule
+# is written: CLIP.scale() clamps the scale every loss sees, CLIP.clamp_logit_scale() the parameter t after each step.
+MAX_SCALE = 100.0
+MAX_LOGIT_SCALE = math.log(MAX_SCALE)
 
 
 class CLIPOutput(NamedTuple):
@@ -101,6 +104,9 @@ class CLIP(nn.Module):
                                     t.mlp_ratio, config.quick_gelu)
         # t in the paper: the log of the inverse temperature, learned (§2.5)
         self.logit_scale = nn.Parameter(torch.tensor(config.init_logit_scale))
+        # SigLIP's learned bias b of the pairwise logits (Zhai et al. 2023); CLIP's softmax has no use for one
+        has_bias = config.init_logit_bias is not None
+        self.logit_bias = nn.Parameter(torch.tensor(config.init_logit_bias)) if has_bias else None
 
     @property
     def context_length(self) -> int:
@@ -133,8 +139,11 @@ class CLIP(nn.Module):
         The logits of Fig. 3 are `logit_scale * image_embeds @ text_embeds.T`, (B, B); minclip.clip_loss takes it
         from here.
         """
-        return CLIPOutput(self.encode_image(images), self.encode_text(tokens),
-                          self.logit_scale.exp().clamp(max=100.0))
+        return CLIPOutput(self.encode_image(images), self.encode_text(tokens), self.scale())
+
+    def scale(self) -> torch.Tensor:
+        """The logit scale every loss takes: exp(t), clamped to <= 100 (§2.5), with its gradient."""
+        return self.logit_scale.exp().clamp(max=MAX_SCALE)
 
     @torch.no_grad()
     def clamp_logit_scale(self) -> None:

@@ -3,14 +3,19 @@
 Batch `step` depends only on (seed, step), never on what came before, and rank `r` of `world` takes its r-th slice.
 So a resumed run sees exactly the batches an uninterrupted run would have seen, with no data-loader state to save,
 and two ranks of B/2 together see exactly the batch of B that one process sees.
+
+    stream = ShapeWorldPairs(ShapeWorld(image_size=32), batch_size=256, seed=0, domains=["photo"])
+    images, captions = stream.pairs(step)      # uint8 (B, 3, H, W), B strings
+
+Tokenizing and evaluating are not the stream's job: the objective that reads the pairs does them (minclip/train.py).
 """
+from typing import Optional, Sequence
+
 import numpy as np
 import torch
 
-from .data import ShapeWorld
+from .data.render import DOMAINS
 from .data.shapeworld import Pretraining
-from .tokenizer import CLIPTokenizer
-from .zeroshot import image_features, zeroshot_classifier
 
 
 def step_seed(*keys: int) -> int:
@@ -18,77 +23,76 @@ def step_seed(*keys: int) -> int:
     return int(np.random.SeedSequence([int(k) for k in keys]).generate_state(1)[0])
 
 
-class PairSource:
-    """`batch(step, ...)` -> (images float (b, 3, H, W) on device, tokens (b, L)), b = batch_size / world."""
+def parse_domains(text: str) -> Optional[list]:
+    """The --domains flag -> a list of ShapeWorld domains, or None for 'mix' (ShapeWorld's 7-domain mix)."""
+    if text == "mix":
+        return None
+    domains = [d for d in text.split(",") if d]
+    unknown = [d for d in domains if d not in DOMAINS]
+    if unknown or not domains:
+        raise ValueError(f"--domains {text!r}: unknown {unknown}; use 'mix' or some of {list(DOMAINS)}, "
+                         "comma-separated, e.g. photo,sketch")
+    return domains
 
-    def __init__(self, cfg, model_config, rank: int = 0, world: int = 1):
-        if cfg.batch_size % world:
-            raise ValueError(f"--batch-size {cfg.batch_size} must split evenly over {world} ranks")
-        self.cfg, self.rank, self.world = cfg, rank, world
-        self.local = cfg.batch_size // world
-        self.context_length = model_config.text.context_length
-        self.domains = None if cfg.domains == "mix" else [d for d in cfg.domains.split(",") if d]
-        self.objects = tuple(int(k) for k in cfg.objects.split(","))
-        if cfg.data == "shapeworld":
-            self.shapeworld = ShapeWorld(seed=0, image_size=model_config.vision.image_size)
-        else:  # a CSV run needs no ShapeWorld (which renders only small images): any preset's image size works
-            from .data.datasets import ImageCaptionCSV
-            self.dataset = ImageCaptionCSV(cfg.csv, cfg.image_root, image_size=model_config.vision.image_size,
-                                           on_bad_image=cfg.on_bad_image)
 
-    def pairs(self, step: int):
-        """Pretraining(images uint8 (b, 3, H, W), b captions) for this rank at this step."""
-        if self.cfg.data == "shapeworld":
-            # every rank renders the whole batch of this step and keeps its slice, so that two ranks of B/2 train on
-            # exactly the pairs one process of B would (rendering is ~60,000 images/s a core: cheap next to a step)
-            batch = self.shapeworld.pretraining(self.cfg.batch_size, seed=step_seed(self.cfg.seed, step, 0),
-                                                domains=self.domains, objects=self.objects,
-                                                caption_style=self.cfg.captions)
-            mine = slice(self.rank * self.local, (self.rank + 1) * self.local)
-            return Pretraining(batch.images[mine], batch.captions[mine])
-        # an image-caption file: a fresh seeded permutation each epoch; this rank takes its slice of the batch
-        n, B = len(self.dataset), self.cfg.batch_size
-        start = step * B + self.rank * self.local
-        epoch = start // n
-        order = torch.randperm(n, generator=torch.Generator().manual_seed(step_seed(self.cfg.seed, epoch)))
-        idx = [int(order[(start + i) % n]) for i in range(self.local)]
-        items = [self.dataset[i] for i in idx]
-        return Pretraining(torch.stack([img for img, _ in items]), [cap for _, cap in items])
+def parse_objects(text: str) -> tuple:
+    """The --objects flag 'fewest,most' -> (fewest, most), with 1 <= fewest <= most <= 3."""
+    lo_hi = text.split(",")
+    if not (len(lo_hi) == 2 and all(k.strip().isdigit() for k in lo_hi) and 1 <= int(lo_hi[0]) <= int(lo_hi[1]) <= 3):
+        raise ValueError(f"--objects {text!r}: give fewest,most with 1 <= fewest <= most <= 3, e.g. 1,3")
+    return int(lo_hi[0]), int(lo_hi[1])
 
-    def batch(self, step: int, tokenizer, preprocess, device):
-        images, captions = self.pairs(step)
-        tokens = tokenizer(captions, context_length=self.context_length, truncate=True)
-        return preprocess(torch.as_tensor(images).to(device)), tokens.to(device)
+
+class _RankSlice:
+    """The batch size B of a step and this rank's share of it, B / world rows starting at rank * B / world."""
+
+    def __init__(self, batch_size: int, rank: int, world: int):
+        if batch_size % world:
+            raise ValueError(f"--batch-size {batch_size} must split evenly over {world} ranks")
+        self.batch_size, self.rank, self.local = batch_size, rank, batch_size // world
+
+
+class ShapeWorldPairs(_RankSlice):
+    """`pairs(step)` -> Pretraining(images uint8 (b, 3, H, W), b captions): ShapeWorld scenes rendered for this step.
+
+    world: a ShapeWorld (its image size is the images'); domains: a list, or None for the 7-domain mix; objects:
+    (fewest, most) objects a scene; caption_style: 'varied' (alt-text-like) or 'simple'."""
+
+    def __init__(self, world, batch_size: int, seed: int, domains: Optional[Sequence[str]] = ("photo",),
+                 objects: tuple = (1, 1), caption_style: str = "varied", rank: int = 0, world_size: int = 1):
+        super().__init__(batch_size, rank, world_size)
+        self.world, self.seed, self.objects, self.caption_style = world, seed, tuple(objects), caption_style
+        self.domains = None if domains is None else list(domains)
+
+    def pairs(self, step: int) -> Pretraining:
+        # every rank renders the whole batch of this step and keeps its slice, so that two ranks of B/2 train on
+        # exactly the pairs one process of B would (rendering is ~60,000 images/s a core: cheap next to a step)
+        batch = self.world.pretraining(self.batch_size, seed=step_seed(self.seed, step, 0), domains=self.domains,
+                                       objects=self.objects, caption_style=self.caption_style)
+        mine = slice(self.rank * self.local, (self.rank + 1) * self.local)
+        return Pretraining(batch.images[mine], batch.captions[mine])
 
     def corpus(self) -> list:
         """Text to train a small tokenizer on: every caption style and every zero-shot prompt."""
-        if self.cfg.data == "csv":  # the caption column alone: decoding every image only to read its caption is slow
-            return [row.caption for row in self.dataset.rows]
-        return self.shapeworld.caption_corpus()
-
-    @torch.no_grad()
-    def zeroshot(self, model, tokenizer, preprocess, n: int = 500, seed: int = 12345) -> dict:
-        """Zero-shot accuracy on fresh 64-class colour-shape images (photo domain): seen pairs and held-out ones."""
-        was_training = model.training
-        model.eval()
-        result = {}
-        for split, name in (("test", "seen"), ("unseen", "unseen")):
-            x, y, classnames = self.shapeworld.classification("color_shape", split=split, domain="photo", n=n,
-                                                              seed=seed)
-            W = zeroshot_classifier(model, tokenizer, classnames, ShapeWorld.templates("color_shape"))  # (E, K)
-            f = image_features(model, x, preprocess=preprocess)  # (n, E)
-            result[name] = ((f @ W).argmax(1).cpu() == torch.as_tensor(y)).float().mean().item()
-        model.train(was_training)
-        return result
+        return self.world.caption_corpus()
 
 
-def make_tokenizer(model_config, state=None, corpus=None) -> CLIPTokenizer:
-    """The run's tokenizer: from its checkpoint when resuming; OpenAI's BPE for the OpenAI presets; otherwise a small
-    BPE trained (deterministically) on the training captions. corpus: a function returning those captions, called
-    only when a tokenizer must be trained."""
-    if state is not None:
-        return CLIPTokenizer.from_json(state["tokenizer"])
-    if model_config.tokenizer == "openai":
-        return CLIPTokenizer.from_openai_vocab()
-    texts = corpus() if corpus is not None else ShapeWorld(seed=0).caption_corpus()
-    return CLIPTokenizer.train(texts, vocab_size=model_config.text.vocab_size)
+class DatasetPairs(_RankSlice):
+    """`pairs(step)` from an image-caption dataset (minclip.data.ImageCaptionCSV: `dataset[i]` -> (image uint8
+    (3, H, W), caption), `dataset.rows`): a fresh seeded permutation each epoch, and this rank's slice of it."""
+
+    def __init__(self, dataset, batch_size: int, seed: int, rank: int = 0, world_size: int = 1):
+        super().__init__(batch_size, rank, world_size)
+        self.dataset, self.seed = dataset, seed
+
+    def pairs(self, step: int) -> Pretraining:
+        n, B = len(self.dataset), self.batch_size
+        start = step * B + self.rank * self.local
+        epoch = start // n
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(step_seed(self.seed, epoch)))
+        items = [self.dataset[int(order[(start + i) % n])] for i in range(self.local)]
+        return Pretraining(torch.stack([img for img, _ in items]), [cap for _, cap in items])
+
+    def corpus(self) -> list:
+        """The caption column alone: decoding every image only to read its caption would be slow."""
+        return [row.caption for row in self.dataset.rows]

@@ -1,5 +1,5 @@
 """Resuming a run, and stopping one that diverged: which settings a resume may change, how the training state is
-put back, and what to tell the user when the loss or the weights stop being finite (minclip.train uses these)."""
+put back, and what to tell the user when the loss or the weights stop being finite (minclip/loop.py uses these)."""
 from dataclasses import fields
 from pathlib import Path
 
@@ -61,7 +61,7 @@ def diverged(cfg, what: str, step: int, saved: int) -> FloatingPointError:
     lower = f"--lr {cfg.lr / 10:g}"
     if saved:
         fix = (f"the last good checkpoint is {Path(cfg.out) / 'checkpoint.pt'} (after step {saved}); continue from it "
-               f"with a lower learning rate: python -m minclip.train --out {cfg.out} --resume {lower}")
+               f"with a lower learning rate: {cfg.COMMAND} --out {cfg.out} --resume {lower}")
     else:
         fix = (f"no checkpoint was written yet (one is written every --save-every {cfg.save_every} steps); start again "
                f"with a lower learning rate, e.g. {lower} (the same --out is fine: it holds no checkpoint)")

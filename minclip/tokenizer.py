@@ -222,6 +222,20 @@ class CLIPTokenizer:
         return self.tokenizer.encode_batch_fast([words(t) for t in texts], add_special_tokens=add_sot_eot)
 
 
+def make_tokenizer(model_config, state=None, corpus=None) -> CLIPTokenizer:
+    """A run's tokenizer: from its checkpoint when resuming; OpenAI's BPE for the OpenAI presets; otherwise a small
+    BPE trained (deterministically) on the training captions. corpus: a function returning those captions, called
+    only when a tokenizer must be trained (default: ShapeWorld's caption corpus)."""
+    if state is not None:
+        return CLIPTokenizer.from_json(state["tokenizer"])
+    if model_config.tokenizer == "openai":
+        return CLIPTokenizer.from_openai_vocab()
+    if corpus is None:
+        from .data import ShapeWorld  # imported late: the tokenizer needs the data package only for this default
+        corpus = ShapeWorld(seed=0).caption_corpus
+    return CLIPTokenizer.train(corpus(), vocab_size=model_config.text.vocab_size)
+
+
 def _byte_level(model: models.BPE) -> Tokenizer:
     """Wrap a BPE model with GPT-2's byte-to-character mapping on the way in and "</w>" -> space on the way out."""
     tokenizer = Tokenizer(model)

@@ -6,6 +6,9 @@ linear classifier on the image embeddings, a classifier "trained" by reading.
 
     classifier = zeroshot_classifier(model, tokenizer, classnames, ShapeWorld.templates("color_shape"))  # (E, K)
     accuracy(model, images, labels, classifier, preprocess=preprocess)  # {1: 0.93, 5: 0.99}
+    logits_accuracy(image_features(model, images, preprocess) @ classifier, labels)  # {1: 0.93}: (B, E) @ (E, K)
+
+Every zero-shot accuracy in minclip and baselines/ goes through logits_accuracy, so that all report one number.
 """
 from contextlib import contextmanager
 from typing import Iterable, Optional, Sequence
@@ -114,6 +117,13 @@ def image_features(model, images: Tensor, preprocess=None, batch_size: int = 256
     return feats
 
 
+def _check_topk(topk: Sequence[int]) -> tuple:
+    topk = tuple(topk)
+    if not topk or min(topk) < 1:
+        raise ValueError(f"topk should hold positive ks, e.g. (1, 5); got {topk}")
+    return topk
+
+
 def _topk_hits(logits: Tensor, labels: Tensor, topk: Sequence[int]) -> Tensor:
     """How many rows have their label among the k largest logits, for each k: (len(topk),)."""
     K = logits.shape[1]
@@ -125,17 +135,38 @@ def _topk_hits(logits: Tensor, labels: Tensor, topk: Sequence[int]) -> Tensor:
     return torch.stack([correct[:, :k].any(dim=1).sum() for k in topk]).cpu()
 
 
+def _fractions(hits: Tensor, n: int, topk: tuple) -> dict:
+    """{k: hits / n}, divided in float32: the number `(predicted == labels).float().mean()` gives, which the
+    training log and the baselines have always reported."""
+    if n == 0:
+        raise ValueError("no images to evaluate; the images or the loader are empty")
+    return dict(zip(topk, (hits.float() / n).tolist()))
+
+
+def logits_accuracy(logits: Tensor, labels: Tensor, topk: Sequence[int] = (1,)) -> dict:
+    """Top-k accuracy of classifier scores: the one place a zero-shot (or any) logit matrix becomes an accuracy.
+
+    Args: logits (B, K), one score per class, e.g. `image_features(...) @ classifier`, (B, E) @ (E, K);
+        labels (B,), class indices 0..K-1. A k above K counts every row correct.
+    Returns: {k: fraction of rows whose label is among the k highest logits}.
+    """
+    topk = _check_topk(topk)
+    labels = torch.as_tensor(labels)
+    if logits.ndim != 2 or labels.shape != logits.shape[:1]:
+        raise ValueError(f"logits should be (B, K) with labels (B,), got {tuple(logits.shape)} and "
+                         f"{tuple(labels.shape)}")
+    return _fractions(_topk_hits(logits, labels, topk), len(labels), topk)
+
+
 def accuracy(model, images_or_loader, labels: Optional[Tensor], classifier: Tensor, topk: Sequence[int] = (1, 5),
              preprocess=None, batch_size: int = 256) -> dict:
     """Top-k accuracy of a bias-free linear classifier on normalised image embeddings, e.g. zeroshot_classifier's.
 
     Args: images_or_loader, images (B, 3, H, W) with labels (B,), or an iterable of (images, labels) batches (a
         DataLoader) with labels=None; classifier (E, K). A k above K counts every image correct.
-    Returns: {k: fraction of images whose label is among the k highest logits}.
+    Returns: {k: fraction of images whose label is among the k highest logits}, as logits_accuracy.
     """
-    topk = tuple(topk)
-    if not topk or min(topk) < 1:
-        raise ValueError(f"topk should hold positive ks, e.g. (1, 5); got {topk}")
+    topk = _check_topk(topk)
     if classifier.ndim != 2:
         raise ValueError(f"classifier should be (E, K), one column per class, got shape {tuple(classifier.shape)}")
     _check_classes(classifier.shape[1])
@@ -149,14 +180,31 @@ def accuracy(model, images_or_loader, labels: Optional[Tensor], classifier: Tens
         raise ValueError("a loader yields its own labels; pass labels=None with a loader")
     else:
         batches = images_or_loader
+    # hits are summed batch by batch, so that a loader's logits never have to sit in memory at once
     hits, n = torch.zeros(len(topk), dtype=torch.long), 0
     for images, y in batches:
         feats = image_features(model, images, preprocess, batch_size)  # (B, E)
         hits += _topk_hits(feats @ classifier.to(feats), torch.as_tensor(y), topk)  # logits (B, K)
         n += len(y)
-    if n == 0:
-        raise ValueError("no images to evaluate; the images or the loader are empty")
-    return {k: int(h) / n for k, h in zip(topk, hits)}
+    return _fractions(hits, n, topk)
+
+
+def shapeworld_zeroshot(model, tokenizer, preprocess, world, n: int = 500, seed: int = 12345) -> dict:
+    """Top-1 zero-shot accuracy on fresh 64-class colour-shape photos: on pairs training captions ("seen") and on
+    the pairs it holds out ("unseen"). Naming a held-out pair needs the colour and the shape learned apart and
+    composed, the generalisation zero-shot transfer is for (CLIP §3.1). Training logs it at every evaluation.
+
+    Args: world, the run's ShapeWorld (it decides which pairs are held out); n images per split, drawn with seed.
+    Returns: {"seen": accuracy, "unseen": accuracy}.
+    """
+    result = {}
+    with _inference(model):
+        for split, name in (("test", "seen"), ("unseen", "unseen")):
+            x, y, classnames = world.classification("color_shape", split=split, domain="photo", n=n, seed=seed)
+            W = zeroshot_classifier(model, tokenizer, classnames, world.templates("color_shape"))  # (E, K)
+            f = image_features(model, x, preprocess=preprocess)  # (n, E)
+            result[name] = logits_accuracy(f @ W, y)[1]  # (n, E) @ (E, K)
+    return result
 
 
 def prompt_ablation(model, tokenizer, images: Tensor, labels: Tensor, classnames: Sequence[str],
@@ -173,8 +221,8 @@ def prompt_ablation(model, tokenizer, images: Tensor, labels: Tensor, classnames
         raise ValueError(f"{len(images)} images need as many labels, got {len(labels)}")
     feats = image_features(model, images, preprocess)  # (B, E)
     prompts = {"class name": ["{}"], "one template": templates[:1], "ensemble": templates}
-    return {name: int(_topk_hits(feats @ zeroshot_classifier(model, tokenizer, classnames, t), labels, (1,))[0])
-            / len(labels) for name, t in prompts.items()}
+    return {name: logits_accuracy(feats @ zeroshot_classifier(model, tokenizer, classnames, t), labels)[1]
+            for name, t in prompts.items()}  # (B, E) @ (E, K)
 
 
 def retrieval(image_embeds: Tensor, text_embeds: Tensor, text_to_image: Optional[Tensor] = None,

@@ -133,4 +133,4 @@ def test_training_lowers_the_loss_and_loads(tmp_path):
         before, after = (m(images, torch.Generator().manual_seed(0)).loss.item() for m in (untrained, trained))
     assert after < before - 0.05
     with pytest.raises(SystemExit, match="--mask-ratio 1.0 must be in"):
-        common.main(mae.MAERun, mae.train, "mae", "", ["--steps", "1", "--mask-ratio", "1.0"])
+        common.main(mae.MAERun, mae.MAEObjective, "", ["--steps", "1", "--mask-ratio", "1.0"])

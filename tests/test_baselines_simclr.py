@@ -85,26 +85,13 @@ def run(tmp_path, name, **flags):
     return simclr.train(cfg)
 
 
-class Crash(Exception):
-    pass
-
-
 @pytest.mark.slow
-def test_resume_is_bit_identical_and_the_run_loads(tmp_path, monkeypatch):
+def test_resume_is_bit_identical_and_the_run_loads(tmp_path, crash_after):
     """A run killed after step 3 (last checkpoint: step 2) and resumed equals an uninterrupted one, bit for bit;
     the run folder loads back as the trained model."""
     run(tmp_path, "straight", steps=4)
-    step = common.Logger.step
-
-    def crash_at_3(self, n, *args):
-        step(self, n, *args)
-        if n == 3:
-            raise Crash
-
-    monkeypatch.setattr(common.Logger, "step", crash_at_3)
-    with pytest.raises(Crash):
+    with crash_after(3):
         run(tmp_path, "split", steps=4)
-    monkeypatch.undo()
     assert torch.load(tmp_path / "split" / "checkpoint.pt", weights_only=True)["step"] == 2
     assert run(tmp_path, "split", resume=True)["steps"] == 4  # the saved config (4 steps) wins
     a = torch.load(tmp_path / "straight" / "checkpoint.pt", weights_only=True)["model"]
@@ -123,9 +110,9 @@ def test_resume_is_bit_identical_and_the_run_loads(tmp_path, monkeypatch):
 
 def test_cli_refuses_bad_flags_with_the_fix(tmp_path, capsys):
     with pytest.raises(SystemExit, match="exactly one of --steps N or --minutes M"):
-        common.main(simclr.SimCLRRun, simclr.train, "simclr", "", ["--out", str(tmp_path / "a")])
+        common.main(simclr.SimCLRRun, simclr.SimCLRObjective, "", ["--out", str(tmp_path / "a")])
     with pytest.raises(SystemExit, match="--width 40 must be a multiple of 32"):
-        common.main(simclr.SimCLRRun, simclr.train, "simclr", "", ["--steps", "1", "--width", "40"])
+        common.main(simclr.SimCLRRun, simclr.SimCLRObjective, "", ["--steps", "1", "--width", "40"])
     (tmp_path / "b").mkdir()
     (tmp_path / "b" / "checkpoint.pt").write_bytes(b"")
     with pytest.raises(ValueError, match="pass --resume"):

@@ -8,7 +8,7 @@ from baselines.simclr import simclr_loss
 from minclip import CLIP, CLIPConfig
 from minclip.data import ShapeWorld, clip_preprocess, simclr_augment
 from minclip.loss import clip_loss
-from minclip.pairs import make_tokenizer
+from minclip.tokenizer import make_tokenizer
 from minclip.zeroshot import image_features, zeroshot_classifier
 
 

@@ -9,7 +9,7 @@ import torch
 from minclip import CLIP, CLIPConfig
 from minclip.checkpoint import save_checkpoint
 from minclip.eval import MIN_N, TASKS, main
-from minclip.pairs import make_tokenizer
+from minclip.tokenizer import make_tokenizer
 
 
 @pytest.fixture(scope="module")

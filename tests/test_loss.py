@@ -1,6 +1,6 @@
 """Tests for minclip/loss.py. Each loss is checked four ways: a slow numpy loop written from the paper's pseudocode,
 an analytic special case, symmetry/invariance, and parity with the reference library (open_clip, lightly).
-The two-process gloo test of distributed_clip_loss lives in test_loss_distributed.py.
+The two-process gloo tests of distributed_clip_loss and distributed_siglip_loss live in test_loss_distributed.py.
 """
 import math
 import subprocess
@@ -13,7 +13,8 @@ import torch
 import torch.nn.functional as F
 from lightly.loss import NTXentLoss
 
-from minclip.loss import clip_loss, clip_loss_grad, distributed_clip_loss, nt_xent_loss, siglip_loss, tiled_clip_loss
+from minclip.loss import (clip_loss, clip_loss_grad, distributed_clip_loss, distributed_siglip_loss, nt_xent_loss,
+                          siglip_loss, tiled_clip_loss)
 
 
 def pairs(B, E, seed=0, dtype=torch.float32, grad=False):
@@ -178,6 +179,21 @@ def test_siglip_loss_matches_open_clip(B, E, s, b):
         assert max_rel(x, y) < 1e-10
 
 
+def test_distributed_siglip_loss_without_a_process_group_is_siglip_loss():
+    # one process is a world of one: the same function, so the same bits (the 2-rank test: test_loss_distributed.py)
+    images, texts = pairs(6, 4, dtype=torch.float64, grad=True)
+    scale = torch.tensor(10.0, dtype=torch.float64, requires_grad=True)
+    bias = torch.tensor(-10.0, dtype=torch.float64, requires_grad=True)
+    assert not torch.distributed.is_initialized()
+    ours, ref = distributed_siglip_loss(images, texts, scale, bias), siglip_loss(images, texts, scale, bias)
+    assert torch.equal(ours, ref)
+    inputs = (images, texts, scale, bias)
+    for x, y in zip(torch.autograd.grad(ours, inputs), torch.autograd.grad(ref, inputs)):
+        assert torch.equal(x, y)
+    with pytest.raises(ValueError, match="logit_bias must be a scalar"):
+        distributed_siglip_loss(images, texts, scale, torch.zeros(4))
+
+
 @pytest.mark.parametrize("B,E", [(2, 3), (16, 24), (64, 128)])
 @pytest.mark.parametrize("temperature", [0.07, 0.1, 0.5, 1.0])
 def test_nt_xent_loss_matches_lightly(B, E, temperature):
@@ -311,6 +327,7 @@ SCALED_LOSSES = {  # every loss that multiplies the logits by an exponentiated l
     "tiled_clip_loss": lambda i, t, s: tiled_clip_loss(i, t, s, chunk_size=3),
     "distributed_clip_loss": distributed_clip_loss,  # without a process group: clip_loss
     "siglip_loss": lambda i, t, s: siglip_loss(i, t, s, torch.tensor(-10.0)),
+    "distributed_siglip_loss": lambda i, t, s: distributed_siglip_loss(i, t, s, torch.tensor(-10.0)),
 }
 
 
@@ -352,6 +369,7 @@ def test_the_scale_checks_never_sync_the_gpu():
         for loss in (clip_loss, tiled_clip_loss, distributed_clip_loss):
             loss(images, texts, s)
         siglip_loss(images, texts, s, b)
+        distributed_siglip_loss(images, texts, s, b)
     finally:
         torch.cuda.set_sync_debug_mode(0)
     # On the GPU a negative scale is caught asynchronously, at the next sync. A failed device-side assert ends the

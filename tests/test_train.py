@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import minclip
-from minclip import CLIP, CLIPConfig, train as T
+from minclip import CLIP, CLIPConfig, loop, train as T
 from minclip.loss import clip_loss
 from minclip.optim import param_groups, warmup_cosine
 from minclip.parallel import Parallel
@@ -145,14 +145,15 @@ def test_two_ranks_of_half_the_batch_equal_one_process(tmp_path):
 
 
 def test_nan_loss_stops_with_a_clear_message(tmp_path, monkeypatch):
-    monkeypatch.setattr(T, "clip_loss", lambda i, t, s: (i * t).sum() * float("nan"))
+    nan_loss = lambda i, t, s: (i * t).sum() * float("nan")  # noqa: E731
+    monkeypatch.setitem(T.LOSSES, "clip", (nan_loss, nan_loss))
     cfg = T.TrainConfig(steps=5, batch_size=8, out=str(tmp_path / "run"))
     with pytest.raises(FloatingPointError, match="after step 1: the loss is nan.*learning rate"):
         T.train(cfg)
 
 
 @pytest.mark.parametrize("argv, match", [
-    (["--steps", "10", "--batch-size", "1"], "at least 2 pairs"),
+    (["--steps", "10", "--batch-size", "1"], "at least 2 examples"),
     (["--steps", "10", "--amp", "fp8"], "--amp"),
     (["--steps", "10", "--minutes", "1"], "exactly one of"),
     ([], "exactly one of"),
@@ -181,7 +182,7 @@ def test_help_explains_every_flag():
                  "--accum-steps", "--compile", "--seed", "--patch-dropout"):
         assert flag in r.stdout
     r = run_cli("--steps", "3", "--batch-size", "1")
-    assert r.returncode != 0 and "at least 2 pairs" in r.stderr and "Traceback" not in r.stderr
+    assert r.returncode != 0 and "at least 2 examples" in r.stderr and "Traceback" not in r.stderr
 
 
 def test_logit_scale_is_clamped_after_each_step(tmp_path):
@@ -217,7 +218,7 @@ def nan_gradients_from_call(n):
 
 
 def test_nan_weights_never_reach_the_checkpoint_and_the_message_says_how_to_resume(tmp_path, monkeypatch):
-    monkeypatch.setattr(T, "clip_loss", nan_gradients_from_call(3))
+    monkeypatch.setitem(T.LOSSES, "clip", (nan_gradients_from_call(3), None))
     cfg = quick(tmp_path, steps=5, save_every=1, lr=3e-3, warmup=0)
     with pytest.raises(FloatingPointError) as error:
         T.train(cfg)
@@ -228,14 +229,14 @@ def test_nan_weights_never_reach_the_checkpoint_and_the_message_says_how_to_resu
     assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
     assert f"{ckpt} (after step 2)" in message and "--resume --lr 0.0003" in message
     assert "fp16" not in message and "--grad-clip" not in message  # neither applies to this run
-    monkeypatch.setattr(T, "clip_loss", clip_loss)  # the cause is gone: the resume with a lower lr trains on
+    monkeypatch.setitem(T.LOSSES, "clip", (clip_loss, None))  # the cause is gone: the resume with a lower lr trains on
     T.train(T.parse_args(["--out", str(tmp_path / "run"), "--resume", "--lr", "3e-4", "--quiet"]))
     state = torch.load(ckpt, weights_only=True)
     assert state["step"] == 5 and state["train_config"]["lr"] == 3e-4
 
 
 def test_nan_before_any_checkpoint_says_none_was_written(tmp_path, monkeypatch):
-    monkeypatch.setattr(T, "clip_loss", nan_gradients_from_call(1))
+    monkeypatch.setitem(T.LOSSES, "clip", (nan_gradients_from_call(1), None))
     with pytest.raises(FloatingPointError, match="no checkpoint was written yet"):
         T.train(quick(tmp_path, save_every=10))
     assert not (tmp_path / "run" / "checkpoint.pt").exists()
@@ -268,11 +269,12 @@ def test_resuming_a_finished_run_says_so(tmp_path, capsys):
 
 
 def test_a_stale_final_evaluation_does_not_pass_for_the_finished_run(tmp_path):
-    """Killed after its last checkpoint but before zeroshot.json was rewritten: the resume evaluates again."""
+    """Killed after its last checkpoint but before summary.json was rewritten: the resume evaluates again."""
     T.train(quick(tmp_path, steps=2))
-    stale = (tmp_path / "run" / "zeroshot.json").read_text()
+    stale = {name: (tmp_path / "run" / name).read_text() for name in ("zeroshot.json", "summary.json")}
     T.train(T.parse_args(["--out", str(tmp_path / "run"), "--resume", "--steps", "4", "--quiet"]))
-    (tmp_path / "run" / "zeroshot.json").write_text(stale)  # as if killed between the save and the evaluation
+    for name, text in stale.items():  # as if killed between the save and the evaluation
+        (tmp_path / "run" / name).write_text(text)
     T.train(T.parse_args(["--out", str(tmp_path / "run"), "--resume"]))
     assert json.loads((tmp_path / "run" / "zeroshot.json").read_text())["steps"] == 4
 
@@ -354,18 +356,16 @@ def test_minutes_are_not_cut_short_by_a_burst_of_load_during_calibration(monkeyp
     def calibrate(slow) -> int:
         clock, calls = [0.0], []
 
-        def step(*args, **kwargs):
-            clock[0] += 0.05 if slow(len(calls)) else 0.01
-            calls.append(1)
-            return torch.tensor(1.0)
-        monkeypatch.setattr(T.time, "perf_counter", lambda: clock[0])
-        monkeypatch.setattr(T, "train_step", step)
+        class Timed(loop.Objective):  # a step that only advances the fake clock
+            model = tiny_model()
 
-        class Source:
-            def batch(self, *args):
-                return None, None
-        cfg = T.resolve(T.TrainConfig(minutes=3), CLIPConfig.preset("tiny"))
-        return T.calibrate_steps(tiny_model(), Source(), None, None, cfg, clip_loss, Parallel(0, 1, torch.device("cpu")))
+            def backward(self, step, autocast, scaler):
+                clock[0] += 0.05 if slow(len(calls)) else 0.01
+                calls.append(1)
+                return torch.tensor(1.0)
+        monkeypatch.setattr(loop.time, "perf_counter", lambda: clock[0])
+        cfg = T.TrainConfig(minutes=3).resolved()
+        return loop.calibrate_steps(Timed(), cfg, Parallel(0, 1, torch.device("cpu")), torch.autocast("cpu", enabled=False))
     quiet = calibrate(lambda i: False)
     assert quiet == 18000  # 180 s of 10 ms steps
     assert calibrate(lambda i: 4 <= i < 14) == quiet
@@ -406,13 +406,12 @@ def test_out_on_a_file_is_refused(tmp_path):
 def test_a_csv_run_needs_no_shapeworld_and_reads_its_captions_without_decoding_images(tmp_path, monkeypatch):
     from PIL import Image
     from minclip.data import datasets
-    from minclip.pairs import PairSource
     for i in range(3):
         Image.new("RGB", (40, 30), (80 * i, 0, 0)).save(tmp_path / f"{i}.jpg")
     (tmp_path / "pairs.csv").write_text("path,caption\n" + "".join(f"{i}.jpg,photo {i}\n" for i in range(3)))
     cfg = T.TrainConfig(data="csv", csv=str(tmp_path / "pairs.csv"), image_root=str(tmp_path), preset="vit-b-32",
                         batch_size=2)
-    source = PairSource(cfg, CLIPConfig.preset("vit-b-32"))  # 224 px: ShapeWorld would refuse to render it
+    source = T.pair_stream(cfg, None, image_size=224)  # 224 px: ShapeWorld would refuse to render it
     with monkeypatch.context() as m:
         m.setattr(datasets, "load_rgb", lambda *args: pytest.fail("reading the captions decoded an image"))
         assert source.corpus() == ["photo 0", "photo 1", "photo 2"]

@@ -5,7 +5,12 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from minclip.zeroshot import accuracy, image_features, prompt_ablation, retrieval, zeroshot_classifier
+from minclip import CLIP, CLIPConfig
+from minclip.data import ShapeWorld
+from minclip.data.transforms import clip_preprocess
+from minclip.tokenizer import make_tokenizer
+from minclip.zeroshot import (accuracy, image_features, logits_accuracy, prompt_ablation, retrieval,
+                              shapeworld_zeroshot, zeroshot_classifier)
 
 
 class FakeTokenizer:
@@ -270,3 +275,48 @@ def test_blank_class_names_are_refused_by_index(blank):
     model, tok = make()
     with pytest.raises(ValueError, match=r"classnames\[1\] is .*a blank name.*name it or drop the class"):
         zeroshot_classifier(model, tok, ["cat", blank, "car"], TEMPLATES)
+
+
+def test_logits_accuracy_known_ranks_and_the_float32_mean_every_site_reported():
+    logits = torch.tensor([[3., 2., 1.], [1., 3., 2.], [1., 2., 3.]])  # (B, K) = (3, 3)
+    labels = torch.tensor([0, 2, 1])  # ranks 1, 2, 2
+    assert logits_accuracy(logits, labels, topk=(1, 2, 3, 9)) == pytest.approx({1: 1 / 3, 2: 1.0, 3: 1.0, 9: 1.0})
+    # one third is not a float64 third: it is the float32 one that (argmax == labels).float().mean() gives
+    assert logits_accuracy(logits, labels)[1] == (logits.argmax(1) == labels).float().mean().item() != 1 / 3
+    with pytest.raises(ValueError, match="labels run from"):
+        logits_accuracy(logits, torch.tensor([0, 1, 3]))
+    with pytest.raises(ValueError, match=r"\(B, K\) with labels \(B,\)"):
+        logits_accuracy(logits, labels[:2])
+
+
+def test_accuracy_and_prompt_ablation_give_logits_accuracy_numbers():
+    def embed(text):  # any prompt or bare name of a class -> a fixed random (E,) vector
+        k = next(k for k, c in enumerate(CLASSES) if c in text)
+        return torch.randn(8, generator=torch.Generator().manual_seed(100 * k + len(text)))
+
+    model, tok = make(embed=embed)
+    images = torch.rand(7, 2, 4, 1, generator=torch.Generator().manual_seed(0))  # (B, 2, 4, 1): E = 8 pixels
+    labels = torch.tensor([0, 1, 2, 0, 1, 2, 0])
+    W = zeroshot_classifier(model, tok, CLASSES, TEMPLATES)  # (E, K)
+    direct = logits_accuracy(image_features(model, images) @ W, labels, topk=(1, 2))
+    assert accuracy(model, images, labels, W, topk=(1, 2), batch_size=3) == direct
+    assert prompt_ablation(model, tok, images, labels, CLASSES, TEMPLATES)["ensemble"] == direct[1]
+
+
+def test_shapeworld_zeroshot_is_the_training_loops_old_zeroshot_to_the_bit():
+    """It replaces PairSource.zeroshot (minclip/pairs.py): the expected numbers are that method's formula, argmax ==
+    label averaged in float32, on a random tiny CLIP whose hits (1 and 4 of 96) are not dyadic fractions."""
+    config = CLIPConfig.preset("tiny")
+    torch.manual_seed(2)
+    model = CLIP(config).train()
+    tok, preprocess, world = make_tokenizer(config), clip_preprocess(32), ShapeWorld(seed=0, image_size=32)
+    got = shapeworld_zeroshot(model, tok, preprocess, world, n=96, seed=3)
+    assert model.training  # the mode it came in with, restored
+    expected = {}
+    with torch.no_grad():
+        for split, name in (("test", "seen"), ("unseen", "unseen")):
+            x, y, names = world.classification("color_shape", split=split, domain="photo", n=96, seed=3)
+            W = zeroshot_classifier(model.eval(), tok, names, ShapeWorld.templates("color_shape"))  # (E, K)
+            expected[name] = ((image_features(model, x, preprocess) @ W).argmax(1) == y).float().mean().item()
+    assert got == expected and min(got.values()) > 0
+    assert shapeworld_zeroshot(model.eval(), tok, preprocess, world, n=96, seed=3) == got and not model.training
