@@ -122,14 +122,16 @@ def test_resume_after_sigkill_is_bit_identical(tmp_path):
 
 
 @pytest.mark.slow
-def test_two_ranks_of_half_the_batch_equal_one_process(tmp_path):
-    """torchrun with 2 CPU processes (gloo) of B/2 pairs each trains the same weights as one process of B."""
+@pytest.mark.parametrize("loss", ["clip", "siglip"])
+def test_two_ranks_of_half_the_batch_equal_one_process(tmp_path, loss):
+    """torchrun with 2 CPU processes (gloo) of B/2 pairs each trains the same weights as one process of B, with
+    either loss (minclip/loss.py: distributed_clip_loss, distributed_siglip_loss)."""
     # Why the tolerance holds on any CPU: the two runs sum the same gradient in another order, so they differ by
     # rounding, |dg| <~ 1e-9 here. Adam's step is lr·m/(sqrt(v) + eps), which moves by at most lr·|dg|/eps when g
     # does: with eps 1e-4 that is 3e-3·1e-9/1e-4 = 3e-8 a step, far inside 2e-5 after 3 steps. (At the default eps
     # 1e-6 the bound is 3e-6 a step, too close to the tolerance to hold on every machine.)
     args = ["--steps", "3", "--batch-size", "32", "--warmup", "1", "--seed", "5", "--eval-every", "1000", "--quiet",
-            "--eps", "1e-4"]
+            "--eps", "1e-4", "--loss", loss]
     one = run_cli(*args, "--out", str(tmp_path / "one"))
     assert one.returncode == 0, one.stderr[-2000:]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -417,3 +419,24 @@ def test_a_csv_run_needs_no_shapeworld_and_reads_its_captions_without_decoding_i
         assert source.corpus() == ["photo 0", "photo 1", "photo 2"]
     images, captions = source.pairs(0)
     assert images.shape == (2, 3, 224, 224) and len(captions) == 2
+
+
+def test_siglip_trains_clips_two_towers_with_a_learned_bias(tmp_path):
+    """--loss siglip: the CLIP model gains SigLIP's bias (b = -10) and starts at scale 10 (SigLIP §3); the first
+    logged loss is siglip_loss of that model on batch 0; both the bias and the temperature learn."""
+    from minclip.loss import siglip_loss
+    T.train(quick(tmp_path, steps=3, loss="siglip"))
+    out = tmp_path / "run"
+    config = json.loads((out / "config.json").read_text())
+    assert config["model"]["init_logit_bias"] == -10.0 and config["model"]["init_logit_scale"] == pytest.approx(math.log(10))
+    cfg = T.TrainConfig(steps=3, batch_size=8, loss="siglip", out=str(tmp_path / "x")).resolved()
+    torch.manual_seed(cfg.seed)
+    start = T.CLIPObjective(cfg, None, Parallel(0, 1, torch.device("cpu")))
+    assert start.model.logit_bias.item() == -10.0 and start.model.scale().item() == pytest.approx(10.0)
+    with torch.no_grad():
+        first = siglip_loss(*start.model(*start.batch(0)), start.model.logit_bias).item()
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert records[0]["loss"] == pytest.approx(first, rel=1e-6)
+    trained = torch.load(out / "checkpoint.pt", weights_only=True)["model"]
+    assert trained["logit_bias"].item() != -10.0 and trained["logit_scale"].item() != pytest.approx(math.log(10))
+    assert "logit_bias" in records[0] and minclip.load(out)[0].logit_bias is not None
