@@ -5,7 +5,7 @@
     supervised  the same tower, trained with labels: the robustness line's family (CLIP §3.3)
     lit         LiT: a locked image tower, a text tower trained with CLIP's loss (Zhai et al. 2022)
     slip        SLIP: CLIP's loss plus SimCLR's (Mu et al. 2022)
-    common      the shared training loop, run config, checkpoints and `load`
+    common      what the baselines share on minclip's training loop (minclip/loop.py): flags, start, `load`
     evaluate    probes, kNN, k-shot, zero-shot and domain shift, the same for every model
     compare     `python -m baselines.compare`: everything at one budget, a table and figures
     zoo         `baselines.zoo.load("simclr-tiny-shapeworld")`: trained once, cached

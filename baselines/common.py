@@ -42,8 +42,10 @@ METHODS = ("simclr", "mae", "supervised", "lit", "slip")  # the modules of this 
 class BaselineConfig(loop.RunConfig):
     """The shared flags (minclip/loop.py), and which minclip preset's towers a baseline trains, on which images."""
     preset: str = arg("tiny", "the minclip preset whose image tower (and text tower, for LiT and SLIP) is used")
-    width: int = arg(0, "ViT width D (0 = the preset's); heads = D / 32")
-    layers: int = arg(0, "ViT blocks (0 = the preset's)")
+    width: Optional[int] = arg(None, "ViT width D, heads = D / 32 (default: the preset's: " + ", ".join(
+        f"{p} {CLIPConfig.preset(p).vision.width}" for p in CLIPConfig.presets()) + ")")
+    layers: Optional[int] = arg(None, "ViT blocks (default: the preset's: " + ", ".join(
+        f"{p} {CLIPConfig.preset(p).vision.layers}" for p in CLIPConfig.presets()) + ")")
     domains: str = arg("photo", "comma-separated ShapeWorld domains of the training images, or 'mix' "
                                 "(minclip.train's default: photo)")
 
@@ -51,12 +53,22 @@ class BaselineConfig(loop.RunConfig):
         """Refuse bad values before any work starts, naming the flag and the fix."""
         if self.preset not in CLIPConfig.presets():
             raise ValueError(f"--preset {self.preset!r} is unknown; choose one of {CLIPConfig.presets()}")
-        if min(self.width, self.layers) < 0:
-            raise ValueError(f"--width {self.width} and --layers {self.layers} must not be negative (0: the preset's)")
-        if self.width % 32:
+        if self.width is not None and self.width < 32:
+            raise ValueError(f"--width {self.width} must be >= 32 (or leave it out: the preset's)")
+        if self.layers is not None and self.layers < 1:
+            raise ValueError(f"--layers {self.layers} must be >= 1 (or leave it out: the preset's)")
+        if self.width is not None and self.width % 32:
             raise ValueError(f"--width {self.width} must be a multiple of 32 (heads of 32 channels), e.g. 64")
         parse_domains(self.domains)
         super().check()
+
+    def resolved(self) -> "BaselineConfig":
+        """--width and --layers filled from the preset where they are left out (config.json records them)."""
+        cfg = super().resolved()
+        vision = CLIPConfig.preset(cfg.preset).vision
+        cfg.width = vision.width if cfg.width is None else cfg.width
+        cfg.layers = vision.layers if cfg.layers is None else cfg.layers
+        return cfg
 
 
 class Baseline(loop.Objective):
@@ -65,6 +77,8 @@ class Baseline(loop.Objective):
     method sees the same images at the same step."""
 
     def __init__(self, cfg: BaselineConfig, par, model_class, **options):
+        if par.world > 1:  # the baselines' losses see only their rank's batch, and their views repeat across ranks
+            raise ValueError("the baselines train on one process; torchrun is for minclip.train (CLIP, SigLIP)")
         self.cfg, self.device = cfg, par.device
         self.model_config = {"clip": clip_config(cfg).to_dict(), **options}
         self.model = from_config(model_class, self.model_config).to(par.device)
@@ -90,7 +104,7 @@ def from_config(model_class, model_config: dict) -> nn.Module:
 def clip_config(cfg: BaselineConfig) -> CLIPConfig:
     """The preset's config with the ViT's width and depth overridden by --width / --layers (a model-size knob)."""
     config = CLIPConfig.preset(cfg.preset)
-    if cfg.width:
+    if cfg.width and cfg.width != config.vision.width:  # (runs saved before None meant "the preset's" used 0)
         config.vision.width, config.vision.heads = cfg.width, cfg.width // 32
     config.vision.layers = cfg.layers or config.vision.layers
     return config

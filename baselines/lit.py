@@ -80,6 +80,10 @@ class LiTObjective(loop.Objective):
         self.tokenizer = make_tokenizer(model.config, state, self.data.corpus)
         self.preprocess = clip_preprocess(model.config.vision.image_size)
 
+    def train_mode(self) -> None:
+        self.model.train()
+        self.model.visual.eval()  # locked: BatchNorm statistics (a ResNet tower) must not move either
+
     def loss(self, step: int) -> torch.Tensor:
         images, captions = self.data.pairs(step)
         images = self.preprocess(torch.as_tensor(images).to(self.device))  # (B, 3, H, W)

@@ -1,13 +1,15 @@
 """Checkpoints: written atomically, read safely, and enough to resume a run bit for bit or to evaluate it.
 
-A checkpoint file is self-contained: the model config and the tokenizer travel inside it, so
-`minclip.load("run/checkpoint.pt")` works on its own. A run folder holds:
+A checkpoint file is self-contained: the method that built the model, the model config and (for a model that reads
+text) the tokenizer travel inside it, so `minclip.load("run/checkpoint.pt")` works on its own. A run folder holds
+(minclip/loop.py writes it):
 
-    config.json       the model and training configs, readable by people
-    tokenizer.json    the tokenizer the model was trained with
+    config.json       the method, the model and training configs, readable by people
+    tokenizer.json    the tokenizer the model was trained with (models that read text)
     checkpoint.pt     model, optimiser, scheduler, step, RNG states (rewritten atomically every --save-every steps)
     metrics.jsonl     one JSON line per logged step
-    zeroshot.json     the final zero-shot evaluation
+    summary.json      written last: steps, training seconds, final loss and metrics (a finished run has it)
+    zeroshot.json     minclip.train on ShapeWorld: the final zero-shot evaluation
 """
 import pickle
 import struct

@@ -22,6 +22,17 @@ def data_dir() -> Path:
     return path
 
 
+def atomic_write_text(path, text: str) -> None:
+    """Write a small text file (summary.json) so that a reader sees the old file or the new one, never half."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def atomic_save(obj, path) -> None:
     """torch.save to a temporary file in the same folder, then rename it into place.
 

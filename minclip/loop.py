@@ -33,7 +33,7 @@ import torch.nn as nn
 
 from . import checkpoint
 from .cli import GracefulStop, Logger, arg, flag
-from .io import RunFolderBusy, RunLock
+from .io import RunFolderBusy, RunLock, atomic_write_text
 from .optim import adamw, warmup_cosine
 from .parallel import Parallel, resolve_device
 from .resume import diverged, restore, resume_config
@@ -84,10 +84,12 @@ class RunConfig:
              f"give exactly one of --steps N or --minutes M (got steps={self.steps}, minutes={self.minutes})")
         need(self.steps >= 0 and self.minutes >= 0, "--steps and --minutes must not be negative")
         need(self.batch_size >= 2, f"--batch-size {self.batch_size}: a batch needs at least 2 examples")
-        need((self.lr is None or self.lr >= 0) and self.warmup >= 0, "--lr and --warmup must be >= 0")
-        need(self.weight_decay is None or self.weight_decay >= 0, "--weight-decay must be >= 0")
-        need(self.beta2 is None or 0 < self.beta2 < 1, f"--beta2 {self.beta2} must be in (0, 1), e.g. 0.98")
-        need(self.eps is None or self.eps > 0, f"--eps {self.eps} must be > 0, e.g. 1e-6")
+        unset = " (or leave the flag out for its default)"
+        need(self.lr is None or self.lr > 0, f"--lr {self.lr} must be > 0, e.g. 3e-3{unset}")
+        need(self.warmup >= 0, f"--warmup {self.warmup} must be >= 0")
+        need(self.weight_decay is None or self.weight_decay >= 0, f"--weight-decay must be >= 0{unset}")
+        need(self.beta2 is None or 0 < self.beta2 < 1, f"--beta2 {self.beta2} must be in (0, 1), e.g. 0.98{unset}")
+        need(self.eps is None or self.eps > 0, f"--eps {self.eps} must be > 0, e.g. 1e-6{unset}")
         need(self.grad_clip >= 0, f"--grad-clip {self.grad_clip} must be >= 0 (0 turns clipping off)")
         need(0 <= self.seed < 2 ** 63, f"--seed {self.seed} must be in [0, 2**63): numpy's seed sequences take "
              "non-negative integers and torch's take 64-bit ones, e.g. --seed 0")
@@ -116,9 +118,11 @@ class RunConfig:
 
 class Objective:
     """What one training method brings to the loop. Subclass it: __init__(cfg, state, par) builds `model` (on
-    par.device) and its data; `loss(step)` is the loss of batch `step`. That batch, and every augmentation or mask
-    drawn for it, must depend only on (seed, step) (minclip/pairs.py): then a resumed run is the uninterrupted one."""
-    method = "clip"  # what rebuilds the model from a checkpoint: "clip", or a module of baselines/ ("simclr")
+    par.device), `model_config` (a plain dict the model is rebuilt from) and its data; `loss(step)` is the loss of
+    batch `step`. That batch, and every augmentation or mask drawn for it, must depend only on (seed, step)
+    (minclip/pairs.py): then a resumed run is the uninterrupted one. Set `method`: baselines.common.load rebuilds a
+    run with `baselines.<method>.build(model_config)` (list the module in baselines.common.METHODS)."""
+    method = ""  # what rebuilds the model from a checkpoint: "clip" (minclip.load), or a module of baselines/
     unit = "images"  # what one example of the batch is, for the throughput in metrics.jsonl ("pairs" for CLIP)
     model: nn.Module
     model_config: dict  # what `method` rebuilds the model from (saved in config.json and the checkpoint)
@@ -153,7 +157,13 @@ class Objective:
         return {}
 
     def compile(self) -> None:
-        self.model.compile()
+        """torch.compile every submodule (towers, heads): objectives call them directly, not only model.forward."""
+        for module in self.model.children():
+            module.compile()
+
+    def train_mode(self) -> None:
+        """Put the model in training mode before the first step (LiT keeps its locked tower in eval mode)."""
+        self.model.train()
 
 
 def run(cfg: RunConfig, make: Callable) -> dict:
@@ -203,7 +213,7 @@ def _start(cfg: RunConfig, make: Callable, par: Parallel) -> dict:
     if state is not None:  # the saved run decides everything but what RESUMABLE lets change
         cfg = resume_config(cfg, state["train_config"], cfg.RESUMABLE)
     cfg = cfg.resolved()
-    torch.manual_seed(cfg.seed)
+    torch.manual_seed(cfg.seed)  # the model's initial weights are a function of --seed
     objective = make(cfg, state, par)
     autocast = torch.autocast(par.device.type, dtype=torch.bfloat16 if cfg.amp == "bf16" else torch.float16,
                               enabled=cfg.amp != "none")
@@ -215,14 +225,24 @@ def _start(cfg: RunConfig, make: Callable, par: Parallel) -> dict:
     if start > cfg.steps:
         raise ValueError(f"--steps {cfg.steps}: the run in {out} is already at step {start}; pass --steps N with "
                          f"N > {start} to train it longer")
-    summary = json.loads((out / "summary.json").read_text()) if (out / "summary.json").exists() else {}
-    if start == cfg.steps and summary.get("steps") == start:
+    if state is None and par.is_main:  # a fresh run: a summary left by an earlier run here is not this run's
+        (out / "summary.json").unlink(missing_ok=True)
+    summary = _read_summary(out / "summary.json")
+    if start == cfg.steps and summary.get("steps") == start:  # the final evaluation ran: nothing is left to do
         print(f"{out} finished at step {start}; to train it longer pass --resume --steps N with N > {start}",
               file=sys.stderr)
         return summary
     if cfg.compile:
         objective.compile()
     return _loop(cfg, objective, par, optimizer, scheduler, scaler, autocast, start, seconds)
+
+
+def _read_summary(path: Path) -> dict:
+    """OUT/summary.json, written last (atomically) by a finished run; {} if there is none or it cannot be read."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
 
 
 def _loop(cfg, objective, par, optimizer, scheduler, scaler, autocast, start: int, seconds: float) -> dict:
@@ -236,14 +256,16 @@ def _loop(cfg, objective, par, optimizer, scheduler, scaler, autocast, start: in
     saver = _Saver(cfg, objective, optimizer, scheduler, scaler, par, saved=start)
     eval_every = cfg.eval_every or max(1, cfg.steps // 4)
     loss = None
-    model.train()
+    objective.train_mode()  # dropout, BatchNorm and patch dropout on; evaluation turns them off and back on
     with log, GracefulStop() as stop:  # the log is closed (TensorBoard flushed) however the run ends
         for step in range(start, cfg.steps):
             t0 = time.perf_counter()
             # forward and backward on batch `step`, which depends on (seed, step) only: a resumed run sees the same
             # data. The loss is read here, once, since .item() waits for the device.
             loss = objective.backward(step, autocast, scaler).item()
-            if not math.isfinite(loss):  # stop before a NaN reaches the weights (and then the checkpoint)
+            # stop before a NaN reaches the weights (and then the checkpoint); every rank stops, or the others would
+            # wait for this one in the gradient average
+            if par.any(not math.isfinite(loss)):
                 raise diverged(cfg, f"the loss is {loss}", step + 1, saver.saved)
             update(model, optimizer, scheduler, cfg, par, scaler)
             log.step(step + 1, {"loss": loss, **objective.logged(), "lr": scheduler.get_last_lr()[0]},
@@ -267,7 +289,7 @@ def _loop(cfg, objective, par, optimizer, scheduler, scaler, autocast, start: in
             if metrics:
                 log.eval(cfg.steps, metrics, final=True)
             summary.update(metrics)
-            (out / "summary.json").write_text(json.dumps(summary))
+            atomic_write_text(out / "summary.json", json.dumps(summary))
     return summary
 
 
@@ -314,7 +336,9 @@ def update(model, optimizer, scheduler, cfg: RunConfig, par: Parallel, scaler=No
         optimizer.step()
     scheduler.step()
     optimizer.zero_grad(set_to_none=True)  # free the gradients' memory until the next backward
-    if hasattr(model, "clamp_logit_scale"):  # CLIP-like models (CLIP, SigLIP, LiT, SLIP): the scale stays <= 100
+    # CLIP §2.5: the scale exp(t) is clipped at 100 "to prevent training instability" (a huge scale makes the softmax
+    # one-hot and its gradients explode); CLIP-like models (CLIP, SigLIP, LiT, SLIP) have one
+    if hasattr(model, "clamp_logit_scale"):
         model.clamp_logit_scale()
 
 

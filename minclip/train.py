@@ -147,10 +147,6 @@ class CLIPObjective(loop.Objective):
         images, tokens = self.batch(step)
         return train_step(self.model, images, tokens, self.loss_fn, self.cfg.accum_steps, autocast, scaler)
 
-    def loss(self, step: int) -> torch.Tensor:
-        images, tokens = self.batch(step)
-        return self.loss_fn(*self.model(images, tokens))
-
     def evaluate(self, n: int = 500) -> dict:
         """Zero-shot on fresh 64-class ShapeWorld photos: seen colour-shape pairs and held-out ones."""
         if self.world is None:  # a CSV run has no labelled test set of its own

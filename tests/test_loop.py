@@ -96,3 +96,15 @@ def test_minutes_become_steps_and_calibration_leaves_the_weights_as_they_were(tm
 def test_the_main_entry_says_what_is_wrong_in_one_line(tmp_path):
     with pytest.raises(SystemExit, match="error: give exactly one of --steps N or --minutes M"):
         loop.main(ToyRun(out=str(tmp_path / "x")), Toy)
+
+
+def test_a_fresh_run_does_not_take_an_old_summary_for_its_own(tmp_path):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "summary.json").write_text('{"steps": 60, "final_loss": 123.0}')  # an earlier run's
+    assert loop.run(toy(tmp_path), Toy)["final_loss"] < 1.0
+
+
+def test_the_baselines_refuse_several_ranks():
+    from baselines import simclr
+    with pytest.raises(ValueError, match="one process; torchrun is for minclip.train"):
+        simclr.SimCLRObjective(simclr.SimCLRRun(steps=1).resolved(), None, Parallel(0, 2, torch.device("cpu")))

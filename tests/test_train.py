@@ -384,6 +384,7 @@ def test_minutes_are_not_cut_short_by_a_burst_of_load_during_calibration(monkeyp
     (["--grad-clip", "-1"], "--grad-clip"),
     (["--grad-clip", "nan"], "--grad-clip nan must be a finite"),
     (["--lr", "inf"], "--lr inf must be a finite"),
+    (["--lr", "0"], r"--lr 0.0 must be > 0, e.g. 3e-3 \(or leave the flag out"),
     (["--amp", "fp16", "--device", "cpu"], "fp16 needs a CUDA GPU"),
     (["--on-bad-image", "ignore"], "--on-bad-image"),
     (["--device", "tpu9"], "not a device name"),
