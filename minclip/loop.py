@@ -129,7 +129,9 @@ class Objective:
     tokenizer = None  # saved with the checkpoint when the model reads text
 
     def loss(self, step: int) -> torch.Tensor:
-        raise NotImplementedError
+        """The scalar loss of batch `step`, with its graph: every objective defines it (or overrides backward)."""
+        raise TypeError(f"{type(self).__name__} defines neither loss(step) nor backward(step, autocast, scaler); "
+                        "an Objective must say what it minimises")
 
     def backward(self, step: int, autocast, scaler) -> torch.Tensor:
         """Forward, loss and backward of batch `step`; gradients are left in .grad. Returns the loss, detached.
