@@ -8,6 +8,7 @@ from .config import CLIPConfig, TextConfig, VisionConfig
 from .model import CLIP, CLIPOutput
 from .tokenizer import CLIPTokenizer
 from .loss import clip_loss
+from .flops import flops
 
 
 def load(path, device="cpu"):

@@ -47,6 +47,7 @@ class AttentionPool2d(nn.Module):
     def __init__(self, spatial: int, width: int, heads: int, embed_dim: int):
         super().__init__()
         self.heads = heads
+        self.shortcut = True  # False: every token queries, as in OpenAI's code (minclip.flops counts that)
         self.positional_embedding = nn.Parameter(torch.randn(spatial ** 2 + 1, width) / width ** 0.5)
         self.k_proj = nn.Linear(width, width)
         self.q_proj = nn.Linear(width, width)
@@ -57,13 +58,15 @@ class AttentionPool2d(nn.Module):
         B, C, h, w = x.shape
         x = x.flatten(2).transpose(1, 2)  # (B, N-1, C): one token per position
         x = torch.cat([x.mean(dim=1, keepdim=True), x], dim=1) + self.positional_embedding.to(x.dtype)  # (B, N, C)
-        # OpenAI's code lets every token query, then keeps token 0. Only the mean token's output is used, so only it
-        # queries here: the same result with N times fewer query rows.
-        q = self.q_proj(x[:, :1]).view(B, 1, self.heads, C // self.heads).transpose(1, 2)  # (B, H, 1, C/H)
+        # OpenAI's code lets every token query, then keeps token 0. Only the mean token's output is used, so with
+        # the shortcut only it queries: the same result with N times fewer query rows.
+        queries = x[:, :1] if self.shortcut else x  # (B, 1 or N, C)
+        q = self.q_proj(queries).view(B, -1, self.heads, C // self.heads).transpose(1, 2)  # (B, H, 1 or N, C/H)
         k = self.k_proj(x).view(B, -1, self.heads, C // self.heads).transpose(1, 2)  # (B, H, N, C/H)
         v = self.v_proj(x).view(B, -1, self.heads, C // self.heads).transpose(1, 2)  # (B, H, N, C/H)
-        out = F.scaled_dot_product_attention(q, k, v)  # (B, H, 1, C/H)
-        return self.c_proj(out.reshape(B, C))  # (B, E)
+        out = F.scaled_dot_product_attention(q, k, v)  # (B, H, 1 or N, C/H)
+        out = self.c_proj(out.transpose(1, 2).reshape(B, -1, C))  # (B, 1 or N, E): heads side by side, projected
+        return out[:, 0]  # (B, E): the mean token's output
 
 
 class ModifiedResNet(nn.Module):

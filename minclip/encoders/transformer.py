@@ -87,6 +87,7 @@ class Transformer(nn.Module):
     def __init__(self, width: int, layers: int, heads: int, mlp_ratio: float = 4.0, quick_gelu: bool = True):
         super().__init__()
         self.width, self.layers = width, layers
+        self.shortcut = True  # False: the last block runs on every token too, as the architecture does (minclip.flops)
         self.resblocks = nn.ModuleList([Block(width, heads, mlp_ratio, quick_gelu) for _ in range(layers)])
         self.init_weights()
 
@@ -106,5 +107,7 @@ class Transformer(nn.Module):
         """x (B, N, D) -> (B, N, D) every token's final state; with `readout` (B,) -> (B, D) those tokens' only."""
         for block in self.resblocks[:-1]:
             x = block(x, causal=causal)
-        x = self.resblocks[-1](x, causal=causal, readout=readout)  # (B, N, D), or (B, 1, D) with readout
-        return x if readout is None else x.squeeze(1)
+        if readout is None or not self.shortcut:  # the plain way: every token through the last block, then pick
+            x = self.resblocks[-1](x, causal=causal)  # (B, N, D)
+            return x if readout is None else x[torch.arange(x.shape[0], device=x.device), readout]  # (B, D)
+        return self.resblocks[-1](x, causal=causal, readout=readout).squeeze(1)  # (B, 1, D) -> (B, D)
