@@ -77,9 +77,26 @@ PRESETS = {
     "tiny": dict(embed_dim=64, tokenizer="shapeworld", quick_gelu=False,
                  vision=dict(image_size=32, patch_size=8, width=96, layers=3, heads=3),
                  text=dict(vocab_size=512, context_length=32, width=64, layers=2, heads=2)),
+    # mini, ~2.5M: 5x tiny's compute per pair (benchmarks/RESULTS.md, "Presets").
+    "mini": dict(embed_dim=128, tokenizer="shapeworld", quick_gelu=False,
+                 vision=dict(image_size=32, patch_size=8, width=192, layers=4, heads=6),
+                 text=dict(vocab_size=512, context_length=32, width=128, layers=3, heads=4)),
     "small": dict(embed_dim=256, tokenizer="shapeworld", quick_gelu=False,
                   vision=dict(image_size=64, patch_size=8, width=256, layers=6, heads=4),
                   text=dict(vocab_size=512, context_length=32, width=256, layers=4, heads=4)),
+    # The ResNet family at the same sizes: CLIP's ModifiedResNet (3-conv stem, anti-aliased strides, attention
+    # pooling), its stem `width` C and blocks per stage scaled down, each beside the ViT preset of its name, with
+    # that preset's text tower. Attention-pool heads = 32C / 64, as RN50's. 32 px leaves a 1x1 map after the 32x
+    # downsampling: the pool then attends over the mean token and that one position.
+    "tiny-rn": dict(embed_dim=64, tokenizer="shapeworld", quick_gelu=False,
+                    vision=dict(kind="resnet", image_size=32, width=16, layers=(1, 1, 1, 1), heads=8),
+                    text=dict(vocab_size=512, context_length=32, width=64, layers=2, heads=2)),
+    "mini-rn": dict(embed_dim=128, tokenizer="shapeworld", quick_gelu=False,
+                    vision=dict(kind="resnet", image_size=32, width=32, layers=(1, 1, 1, 1), heads=16),
+                    text=dict(vocab_size=512, context_length=32, width=128, layers=3, heads=4)),
+    "small-rn": dict(embed_dim=256, tokenizer="shapeworld", quick_gelu=False,
+                     vision=dict(kind="resnet", image_size=64, width=32, layers=(1, 2, 2, 1), heads=16),
+                     text=dict(vocab_size=512, context_length=32, width=256, layers=4, heads=4)),
     # OpenAI's released architectures (open_clip "ViT-B-32-quickgelu", "ViT-B-16-quickgelu", "RN50-quickgelu").
     "vit-b-32": dict(embed_dim=512, vision=dict(image_size=224, patch_size=32, width=768, layers=12, heads=12)),
     "vit-b-16": dict(embed_dim=512, vision=dict(image_size=224, patch_size=16, width=768, layers=12, heads=12)),

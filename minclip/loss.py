@@ -15,6 +15,11 @@ from torch import Tensor
 Scalar = Union[Tensor, float]
 
 
+def widen(x: Tensor) -> Tensor:
+    """A loss's inputs in float32 at least: bf16/fp16 activations (autocast) are widened, float64 stays float64."""
+    return x.to(torch.promote_types(x.dtype, torch.float32))
+
+
 def _check_pair(a: Tensor, b: Tensor, names=("image_embeds", "text_embeds"), min_batch: int = 2) -> None:
     """Shape checks at the boundary. They read only metadata, so they cost nothing and never sync a GPU."""
     for x, name in zip((a, b), names):

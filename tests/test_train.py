@@ -441,3 +441,20 @@ def test_siglip_trains_clips_two_towers_with_a_learned_bias(tmp_path):
     trained = torch.load(out / "checkpoint.pt", weights_only=True)["model"]
     assert trained["logit_bias"].item() != -10.0 and trained["logit_scale"].item() != pytest.approx(math.log(10))
     assert "logit_bias" in records[0] and minclip.load(out)[0].logit_bias is not None
+
+
+def test_the_resnet_presets_take_the_papers_resnet_recipe_and_train(tmp_path):
+    """tiny-rn: CLIP's ModifiedResNet at 32 px, Adam beta2 0.999 and eps 1e-8 (the paper's ResNet settings, against
+    0.98 and 1e-6 for ViTs), and it trains through minclip.train like the ViT presets."""
+    from minclip.train import preset_defaults
+    assert {k: preset_defaults("tiny-rn")[k] for k in ("beta2", "eps")} == {"beta2": 0.999, "eps": 1e-8}
+    assert {k: preset_defaults("tiny")[k] for k in ("beta2", "eps")} == {"beta2": 0.98, "eps": 1e-6}
+    for name in ("tiny-rn", "mini-rn", "small-rn"):
+        config = CLIPConfig.preset(name)
+        model = CLIP(config)
+        size = config.vision.image_size
+        assert model.encode_image(torch.zeros(2, 3, size, size)).shape == (2, config.embed_dim)
+    summary = T.train(T.TrainConfig(preset="tiny-rn", steps=3, batch_size=16, warmup=1, quiet=True, out=str(tmp_path)))
+    assert summary["steps"] == 3 and 0 <= summary["seen"] <= 1
+    saved = json.loads((tmp_path / "config.json").read_text())["train"]
+    assert (saved["beta2"], saved["eps"]) == (0.999, 1e-8)
