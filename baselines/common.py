@@ -18,9 +18,8 @@ A baseline module holds only what is its own: its model, its loss for one batch,
     loop.run(SimCLRRun(steps=1500), SimCLRObjective)    # train, checkpoint, log, resume: minclip/loop.py
     model, tokenizer, preprocess = load("runs/simclr")   # any baseline run, or a minclip CLIP run
 """
-import importlib
 from dataclasses import dataclass
-from typing import NamedTuple, Optional
+from typing import Optional
 
 import torch
 import torch.nn as nn
@@ -33,9 +32,9 @@ from minclip.data import ShapeWorld
 from minclip.data.transforms import clip_preprocess
 from minclip.model import build_vision, check_images
 from minclip.pairs import ShapeWorldPairs, parse_domains, step_seed
-from minclip.tokenizer import CLIPTokenizer
+from minclip.tokenizer import make_tokenizer
+from minclip.zeroshot import scores_likelihood, shapeworld_zeroshot
 
-METHODS = ("simclr", "mae", "supervised", "lit", "slip")  # the modules of this package that `load` may rebuild
 
 
 @dataclass
@@ -59,6 +58,9 @@ class BaselineConfig(loop.RunConfig):
             raise ValueError(f"--layers {self.layers} must be >= 1 (or leave it out: the preset's)")
         if self.width is not None and self.width % 32:
             raise ValueError(f"--width {self.width} must be a multiple of 32 (heads of 32 channels), e.g. 64")
+        if (self.width, self.layers) != (None, None) and CLIPConfig.preset(self.preset).vision.kind != "vit":
+            raise ValueError(f"--width and --layers resize a ViT, and --preset {self.preset} is a ResNet; leave them "
+                             "out, or pick the ResNet size by its preset (tiny-rn, mini-rn, small-rn)")
         parse_domains(self.domains)
         super().check()
 
@@ -76,13 +78,21 @@ class Baseline(loop.Objective):
     plus the baseline's own `options`, on its device, and minclip.train's stream of ShapeWorld pairs, so that every
     method sees the same images at the same step."""
 
+    @property
+    def builder(self) -> str:
+        return f"baselines.{self.method}"  # the module whose build(model_config) rebuilds the model
+
     def __init__(self, cfg: BaselineConfig, par, model_class, **options):
         if par.world > 1:  # the baselines' losses see only their rank's batch, and their views repeat across ranks
             raise ValueError("the baselines train on one process; torchrun is for minclip.train (CLIP, SigLIP)")
         self.cfg, self.device = cfg, par.device
-        self.model_config = {"clip": clip_config(cfg).to_dict(), **options}
+        self.model_config = {"clip": self.clip_config(cfg).to_dict(), **options}
         self.model = from_config(model_class, self.model_config).to(par.device)
         self.data = pair_stream(cfg, self.model.config, par)
+
+    def clip_config(self, cfg: BaselineConfig) -> CLIPConfig:
+        """The towers' config: the preset's, resized by --width / --layers (the supervised baseline adds --tower)."""
+        return clip_config(cfg)
 
     def images(self, step: int) -> torch.Tensor:
         """The images of batch `step`, uint8 (B, 3, H, W) on the device (augmentations are cut from these)."""
@@ -92,6 +102,37 @@ class Baseline(loop.Objective):
         """The generator for step `step`'s augmentations or masks. (seed, step, rank 0) seeds the data
         (minclip.pairs), so a fourth key makes a stream independent of it."""
         return torch.Generator().manual_seed(step_seed(self.cfg.seed, step, 0, 1))
+
+
+class CaptionBaseline(Baseline):
+    """A baseline that reads the captions too (the predictive objectives, bag-of-words CLIP): minclip.train's
+    tokenizer and preprocessing, the batch as model inputs, and CLIP's zero-shot evaluation while it trains."""
+
+    def __init__(self, cfg: BaselineConfig, state, par, model_class, **options):
+        super().__init__(cfg, par, model_class, **options)
+        self.tokenizer = make_tokenizer(self.model.config, state, self.data.corpus)
+        self.preprocess = clip_preprocess(self.model.config.vision.image_size)
+
+    def text_pairs(self, step: int) -> tuple:
+        """Batch `step` as the model takes it: images float (B, 3, H, W) and tokens (B, L), on the device."""
+        images, captions = self.data.pairs(step)
+        tokens = self.tokenizer(captions, context_length=self.model.context_length, truncate=True)
+        return self.preprocess(torch.as_tensor(images).to(self.device)), tokens.to(self.device)
+
+    # Images per split for the zero-shot test while training, and at the end. Scoring by likelihood runs the
+    # decoder once per (image, prompt) pair, 256 prompts per image for 64 classes, where CLIP embeds the 256
+    # prompts once: so the likelihood models are tested on fewer images.
+    EVAL_N = {"embeddings": 500, "likelihood": 200}
+    FINAL_N = {"embeddings": 2000, "likelihood": 1000}
+
+    def evaluate(self, n: Optional[int] = None) -> dict:
+        """Zero-shot on fresh photos, seen and held-out colour-shape pairs, as minclip.train logs it (embeddings or
+        prompt likelihoods, whichever the model scores by: minclip/zeroshot.py)."""
+        n = n or self.EVAL_N["likelihood" if scores_likelihood(self.model) else "embeddings"]
+        return shapeworld_zeroshot(self.model, self.tokenizer, self.preprocess, self.data.world, n=n)
+
+    def finish(self, out, summary: dict) -> dict:
+        return self.evaluate(n=self.FINAL_N["likelihood" if scores_likelihood(self.model) else "embeddings"])
 
 
 def from_config(model_class, model_config: dict) -> nn.Module:
@@ -134,25 +175,13 @@ class ImageTower(nn.Module):
         return F.normalize(x, dim=-1) if normalize else x
 
 
-class Loaded(NamedTuple):
-    model: nn.Module  # eval mode; `.visual` and `encode_image(images) -> (B, E)`; CLIP-like ones also encode_text
-    tokenizer: Optional[CLIPTokenizer]  # None for the image-only models (SimCLR, MAE, supervised)
-    preprocess: object  # uint8 images (B, 3, H, W) -> float (B, 3, H, W), as the model expects
+Loaded = checkpoint.Loaded  # (model, tokenizer or None, preprocess)
 
 
 def load(path, device: str = "cpu") -> Loaded:
-    """(model, tokenizer, preprocess) from a baseline's run folder or checkpoint, or from a minclip CLIP run."""
-    path = checkpoint.checkpoint_file(path)
-    state = checkpoint.read_checkpoint(path)
-    method = state.get("method", "clip")  # checkpoints written before runs named their method are CLIP's
-    if method == "clip":  # a minclip.train run: CLIP, SigLIP or FLIP
-        return Loaded(*checkpoint.load(path, device))
-    if method not in METHODS:
-        raise ValueError(f"{path} was written by an unknown method {method!r}; expected one of {METHODS}")
-    model = importlib.import_module(f"baselines.{method}").build(state["model_config"])
-    model.load_state_dict(state["model"])
-    tokenizer = CLIPTokenizer.from_json(state["tokenizer"]) if "tokenizer" in state else None
-    return Loaded(model.to(device).eval(), tokenizer, clip_preprocess(model.config.vision.image_size))
+    """(model, tokenizer, preprocess) from any run folder or checkpoint: a baseline's or a minclip CLIP's. It is
+    minclip.load: each checkpoint names the module that rebuilds its model (a baseline's `build`)."""
+    return checkpoint.load(path, device)
 
 
 def main(config_class, objective_class, description: str, argv=None) -> dict:

@@ -66,7 +66,7 @@ class LiTRun(common.BaselineConfig):
 
 class LiTObjective(loop.Objective):
     """CLIP's loss with the image tower locked: only the text tower and the temperature learn."""
-    method = "lit"
+    method, builder = "lit", "baselines.lit"
 
     def __init__(self, cfg: LiTRun, state, par):
         if state is not None:  # the checkpoint holds the locked tower too

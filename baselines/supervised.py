@@ -6,6 +6,12 @@ images of one distribution (the photo domain by default) and nothing else.
     logits = head(visual(images))          (B, K), K = the task's classes (64 colour-shape pairs)
     loss   = cross_entropy(logits, labels)
 
+--tower picks the image tower: minclip's own families by preset (tiny, tiny-rn, ...) or any timm model by name,
+e.g. the EfficientNet the paper compares CLIP with (§3.2, Fig. 10: CLIP-ResNets fall below EfficientNets of equal
+compute on the linear-probe suite, CLIP-ViTs above them):
+
+    python -m baselines.supervised --tower efficientnet_b0 --steps 1500 --out runs/supervised-effnet
+
 CLIP §3.3 (Fig. 13) places zero-shot CLIP against many such models: across them, accuracy under distribution
 shift follows a line of in-distribution accuracy, and a model's *effective robustness* is its height above that
 line. --width, --layers and --steps train the family that line is fitted on (baselines/compare.py).
@@ -23,7 +29,7 @@ import torch.nn.functional as F
 from baselines import common
 from minclip import loop
 from minclip.cli import arg
-from minclip.config import CLIPConfig
+from minclip.config import CLIPConfig, VisionConfig
 from minclip.data import ShapeWorld, clip_preprocess
 from minclip.data.shapeworld import TASKS
 from minclip.pairs import parse_domains, step_seed
@@ -54,6 +60,8 @@ class SupervisedRun(common.BaselineConfig):
     domains: str = arg("photo", "comma-separated ShapeWorld domains of the labelled training images (one: photo, "
                                 "the in-distribution domain; the others are the distribution shift)")
     task: str = arg("color_shape", "the ShapeWorld task whose labels are learned: " + ", ".join(TASKS))
+    tower: str = arg("", "the image tower: a minclip preset's (e.g. tiny-rn, mini), or any timm model by name (e.g. "
+                         "efficientnet_b0, resnet18; from scratch, at --preset's image size); '' = --preset's")
     init: str = arg("", "fine-tune: start the image tower from this run's (a baseline or minclip run with the same "
                         "tower); '' = from scratch")
 
@@ -62,6 +70,13 @@ class SupervisedRun(common.BaselineConfig):
             raise ValueError(f"--task {self.task!r} is unknown; choose one of {list(TASKS)}")
         if self.init and not self.resume and not (Path(self.init) / "checkpoint.pt").exists():
             raise ValueError(f"--init {self.init!r} holds no checkpoint.pt; pass a run folder, e.g. runs/mae")
+        if self.tower and self.tower not in CLIPConfig.presets():
+            import timm  # only for a timm tower: importing it takes a second
+            if self.tower not in timm.list_models():
+                raise ValueError(f"--tower {self.tower!r} is neither a minclip preset {CLIPConfig.presets()} nor a "
+                                 "timm model; see timm.list_models(), e.g. efficientnet_b0 or resnet18")
+            if (self.width, self.layers) != (None, None):
+                raise ValueError(f"--width and --layers resize minclip's ViT, not timm's {self.tower}; leave them out")
         if self.domains == "mix":
             raise ValueError("--domains mix: name the labelled domains, e.g. photo or photo,sketch")
         super().check()
@@ -90,6 +105,16 @@ class SupervisedObjective(common.Baseline):
         size = self.model.config.vision.image_size
         self.world = ShapeWorld(seed=0, image_size=size)  # world 0: the held-out pairs of CLIP's
         self.preprocess = clip_preprocess(size)
+
+    def clip_config(self, cfg: SupervisedRun) -> CLIPConfig:
+        """--tower: a minclip preset's image tower, or a timm model at --preset's image size and embedding width."""
+        if cfg.tower in ("", cfg.preset):
+            return common.clip_config(cfg)
+        if cfg.tower in CLIPConfig.presets():
+            return CLIPConfig.preset(cfg.tower)
+        config = CLIPConfig.preset(cfg.preset)
+        config.vision = VisionConfig(kind="timm", timm_name=cfg.tower, image_size=config.vision.image_size)
+        return config
 
     def loss(self, step: int) -> torch.Tensor:
         images, labels = labelled_batch(self.world, self.cfg.task, parse_domains(self.cfg.domains),

@@ -11,12 +11,15 @@ text) the tokenizer travel inside it, so `minclip.load("run/checkpoint.pt")` wor
     summary.json      written last: steps, training seconds, final loss and metrics (a finished run has it)
     zeroshot.json     minclip.train on ShapeWorld: the final zero-shot evaluation
 """
+import importlib
 import pickle
+import re
 import struct
 from pathlib import Path
 from typing import NamedTuple, Optional
 
 import torch
+import torch.nn as nn
 
 from .config import CLIPConfig
 from .data.transforms import clip_preprocess
@@ -29,11 +32,14 @@ from .tokenizer import CLIPTokenizer
 # or bytes that its pickle reader takes for opcodes (the rest).
 UNREADABLE = (pickle.UnpicklingError, EOFError, RuntimeError, KeyError, IndexError, ValueError, struct.error)
 FIX = "pass a run folder or its checkpoint.pt, as written by `python -m minclip.train --out DIR`"
+# The packages whose modules a checkpoint may name as its builder. Loading imports that module, so a file must not
+# be able to name any module at all (importing one runs its top-level code). Append yours to load your own models.
+BUILDER_PACKAGES = ["minclip", "baselines"]
 
 
 class Loaded(NamedTuple):
-    model: CLIP
-    tokenizer: CLIPTokenizer
+    model: nn.Module  # a minclip.CLIP, or what a run's builder builds; eval mode, with `.visual` and `.config`
+    tokenizer: Optional[CLIPTokenizer]  # None for the image-only models (SimCLR, MAE, supervised)
     preprocess: object  # uint8 images (B, 3, H, W) -> float (B, 3, H, W), as the model expects
 
 
@@ -58,11 +64,13 @@ def nonfinite_weight(model) -> Optional[str]:
 
 
 def save_checkpoint(path, model, tokenizer, step: int, optimizer=None, scheduler=None, train_config=None,
-                    scaler=None, extra=None, method: str = "clip", model_config: Optional[dict] = None) -> None:
+                    scaler=None, extra=None, method: str = "clip", model_config: Optional[dict] = None,
+                    builder: str = "") -> None:
     """Write everything needed to resume (or just evaluate) to `path`, atomically; `extra`: any small dict to keep.
 
-    method: what rebuilds the model ("clip": minclip.CLIP from model_config; a baseline's name: baselines.NAME's
-    build(model_config)); model_config: default model.config.to_dict(). tokenizer: None for an image-only model.
+    method: the training method's name ("clip", or a baseline's); builder: the module whose build(model_config)
+    rebuilds the model ("": minclip.CLIP); model_config: default model.config.to_dict(). tokenizer: None for an
+    image-only model.
     Weights that are not all finite raise a FloatingPointError and nothing is written: a diverged step never
     overwrites the last good checkpoint.
     """
@@ -73,6 +81,7 @@ def save_checkpoint(path, model, tokenizer, step: int, optimizer=None, scheduler
                                  "checkpoint (if any) is kept")
     state = {
         "method": method,
+        "builder": builder,
         "step": step,
         "model": weights,
         "model_config": model.config.to_dict() if model_config is None else model_config,
@@ -143,16 +152,50 @@ def unreadable(path: Path, error: Exception) -> str:
     return f"{path} is not a file written by torch.save (it starts with {head!r}); {FIX}"
 
 
-def load(path, device="cpu") -> Loaded:
-    """`model, tokenizer, preprocess = minclip.load(run_dir_or_checkpoint)`; the model is in eval mode."""
-    path = checkpoint_file(path)
-    state = read_checkpoint(path, needs=("model", "model_config", "tokenizer"))
-    config = CLIPConfig.from_dict(state["model_config"])
-    model = CLIP(config)
+def builder_of(state: dict) -> str:
+    """The module that rebuilds a checkpoint's model: its "builder", or for runs saved before checkpoints named one,
+    baselines.<method>; "" for a minclip.CLIP."""
+    method = state.get("method", "clip")  # checkpoints written before runs named their method are CLIP's
+    builder = state.get("builder") or ("" if method == "clip" else f"baselines.{method}")
+    if builder and not (re.fullmatch(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*", builder)
+                        and builder.split(".")[0] in BUILDER_PACKAGES):
+        raise ValueError(f"the checkpoint names {builder!r} as the module that builds its model, which is not a "
+                         f"module of {BUILDER_PACKAGES}; minclip imports builders from those packages only. For "
+                         "your own model, append its package to minclip.checkpoint.BUILDER_PACKAGES first")
+    return builder
+
+
+def build_model(state: dict, path) -> nn.Module:
+    """The model a checkpoint describes, with its weights: minclip.CLIP, or `builder.build(model_config)`."""
+    builder = builder_of(state)
+    if builder:
+        try:
+            module = importlib.import_module(builder)
+        except ImportError as error:
+            raise ValueError(f"{path} was trained by {builder}, which cannot be imported here ({error})") from None
+        model = module.build(state["model_config"])
+    else:
+        model = CLIP(CLIPConfig.from_dict(state["model_config"]))
     problem = mismatch(model.state_dict(), state["model"])
     if problem:
-        raise ValueError(f"{path} says its model is {describe(config)}, but its weights do not fit that model: "
-                         f"{problem}; the file was edited or put together from two runs: use one its run wrote")
+        raise ValueError(f"{path} says its model is {describe(model.config)}, but its weights do not fit that "
+                         f"model: {problem}; the file was edited or put together from two runs: use one its run wrote")
     model.load_state_dict(state["model"])
-    tokenizer = CLIPTokenizer.from_json(state["tokenizer"], source=f"the tokenizer in {path}")
+    return model
+
+
+def load(path, device="cpu") -> Loaded:
+    """`model, tokenizer, preprocess = minclip.load(run_dir_or_checkpoint)`; the model is in eval mode.
+
+    Any run folder: minclip.train's (a CLIP), or any objective's (SimCLR, captioning, ...), whose model its builder
+    module rebuilds. tokenizer is None for a model that reads no text."""
+    path = checkpoint_file(path)
+    state = read_checkpoint(path)
+    if not builder_of(state) and "tokenizer" not in state:
+        raise ValueError(f"{path} is not a minclip checkpoint: it holds a dict without the entries ['tokenizer']; "
+                         f"{FIX}")
+    model = build_model(state, path)
+    tokenizer = None
+    if "tokenizer" in state:
+        tokenizer = CLIPTokenizer.from_json(state["tokenizer"], source=f"the tokenizer in {path}")
     return Loaded(model.to(device).eval(), tokenizer, clip_preprocess(model.config.vision.image_size))

@@ -23,7 +23,8 @@ from .data.shapeworld import TASKS as CLASSNAMES
 from .parallel import resolve_device
 from .probe import FEW_SHOT_C, knn_accuracy, linear_probe, low_shot_curve, sample_k_shot
 from .robustness import domain_accuracies, effective_robustness, fit_robustness_line
-from .zeroshot import image_features, logits_accuracy, prompt_ablation, retrieval, zeroshot_classifier
+from .zeroshot import (image_features, logits_accuracy, prompt_ablation, retrieval, scores_likelihood,
+                       zeroshot_logits)
 
 TASKS = ("zeroshot", "retrieval", "probe", "lowshot", "robustness")
 # The smallest --n each task can run on. Zero-shot and retrieval: one image per colour-shape class. The probes fit on
@@ -49,15 +50,28 @@ class Evaluator:
         self.sw = ShapeWorld(seed=0, image_size=self.model.config.vision.image_size)
         self.n, self.seed = n, seed
 
+    def check_task(self, task: str) -> None:
+        """Refuse a task this model cannot do, before it runs. Every task here reads text (each compares with
+        zero-shot), which an image-only model (SimCLR, MAE, supervised) cannot; retrieval needs text embeddings,
+        which a model that scores prompts by likelihood (captioning, bag-of-words prediction) does not have."""
+        if self.tokenizer is None:
+            raise ValueError(f"--task {task} needs a model that reads text, and this one has no text tower; an "
+                             "image-only run is evaluated by `python -m baselines.evaluate` (probes, LiT)")
+        if task == "retrieval" and scores_likelihood(self.model):
+            raise ValueError("--task retrieval ranks text embeddings, and this model scores captions by their "
+                             "likelihood instead (it has no text embedding); use --task zeroshot")
+
     def features(self, images):
         return image_features(self.model, torch.as_tensor(images), preprocess=self.preprocess).cpu()  # (B, E)
 
-    def classifier(self, task="color_shape"):
-        return zeroshot_classifier(self.model, self.tokenizer, CLASSNAMES[task], ShapeWorld.templates(task)).cpu()
+    def zeroshot_logits(self, images, task="color_shape"):
+        """(B, K) zero-shot scores of the task's classes: embeddings or prompt likelihoods (minclip/zeroshot.py)."""
+        return zeroshot_logits(self.model, self.tokenizer, torch.as_tensor(images), CLASSNAMES[task],
+                               ShapeWorld.templates(task), self.preprocess).cpu()
 
     def zeroshot_accuracy(self, task, split="test", domain="photo"):
         x, y, _ = self.sw.classification(task, split=split, domain=domain, n=self.n, seed=self.seed)
-        return logits_accuracy(self.features(x) @ self.classifier(task), y)[1]  # (B, E) @ (E, K)
+        return logits_accuracy(self.zeroshot_logits(x, task), y)[1]
 
     def zeroshot(self):
         result = {"color_shape seen": self.zeroshot_accuracy("color_shape", "test"),
@@ -102,8 +116,7 @@ class Evaluator:
 
     def robustness(self):
         ftr, ytr, fte, yte = self.split_features()
-        W = self.classifier("color_shape")
-        predictors = {"zero-shot": lambda x: (self.features(x) @ W).argmax(1)}
+        predictors = {"zero-shot": lambda x: self.zeroshot_logits(x).argmax(1)}
         family = {}  # probes trained only on photos, more and more shots: the in-distribution family
         for k in feasible_shots(ytr, (1, 2, 4, 8)):
             idx = torch.arange(len(ytr)) if k is None else sample_k_shot(ytr, k, self.seed)
@@ -164,6 +177,7 @@ def main(argv=None) -> None:
     try:  # everything that can be wrong with the flags is found here, in seconds, before the evaluation runs
         check_flags(args)
         evaluator = Evaluator(args.checkpoint, args.n, args.seed, resolve_device(args.device))
+        evaluator.check_task(args.task)
         out = output_folder(args)
     except (ValueError, FileNotFoundError) as error:  # a bad flag, or a checkpoint that is not one
         sys.exit(f"error: {error}")

@@ -120,9 +120,11 @@ class Objective:
     """What one training method brings to the loop. Subclass it: __init__(cfg, state, par) builds `model` (on
     par.device), `model_config` (a plain dict the model is rebuilt from) and its data; `loss(step)` is the loss of
     batch `step`. That batch, and every augmentation or mask drawn for it, must depend only on (seed, step)
-    (minclip/pairs.py): then a resumed run is the uninterrupted one. Set `method`: baselines.common.load rebuilds a
-    run with `baselines.<method>.build(model_config)` (list the module in baselines.common.METHODS)."""
-    method = ""  # what rebuilds the model from a checkpoint: "clip" (minclip.load), or a module of baselines/
+    (minclip/pairs.py): then a resumed run is the uninterrupted one. Set `method` (the run's name for what trained
+    it) and, for a model that is not a minclip.CLIP, `builder`: the module whose `build(model_config)` rebuilds the
+    model, so that minclip.load (and `python -m minclip.eval`) opens every run folder."""
+    method = ""  # the training method: "clip" (minclip.train), or a baseline's name ("simclr", "captioning", ...)
+    builder = ""  # the module whose build(model_config) rebuilds the model; "" = minclip.CLIP (checkpoint.load)
     unit = "images"  # what one example of the batch is, for the throughput in metrics.jsonl ("pairs" for CLIP)
     model: nn.Module
     model_config: dict  # what `method` rebuilds the model from (saved in config.json and the checkpoint)
@@ -252,7 +254,8 @@ def _loop(cfg, objective, par, optimizer, scheduler, scaler, autocast, start: in
     log = Logger(out, cfg, par.is_main, start, seconds)
     if par.is_main:  # rewritten on a resume too: config.json says what the run trains with now (e.g. a new --lr)
         (out / "config.json").write_text(json.dumps(
-            {"method": objective.method, "model": objective.model_config, "train": asdict(cfg)}, indent=2))
+            {"method": objective.method, "builder": objective.builder, "model": objective.model_config,
+             "train": asdict(cfg)}, indent=2))
         if objective.tokenizer is not None:
             objective.tokenizer.save(out / "tokenizer.json")
     saver = _Saver(cfg, objective, optimizer, scheduler, scaler, par, saved=start)
@@ -311,7 +314,7 @@ class _Saver:
             checkpoint.save_checkpoint(Path(self.cfg.out) / "checkpoint.pt", model, self.objective.tokenizer, step,
                                        self.optimizer, self.scheduler, asdict(self.cfg), self.scaler,
                                        extra={"train_seconds": seconds}, method=self.objective.method,
-                                       model_config=self.objective.model_config)
+                                       builder=self.objective.builder, model_config=self.objective.model_config)
         self.saved = step
 
 

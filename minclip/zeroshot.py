@@ -9,6 +9,12 @@ linear classifier on the image embeddings, a classifier "trained" by reading.
     logits_accuracy(image_features(model, images, preprocess) @ classifier, labels)  # {1: 0.93}: (B, E) @ (E, K)
 
 Every zero-shot accuracy in minclip and baselines/ goes through logits_accuracy, so that all report one number.
+
+Models that predict text instead of embedding it (the captioning and bag-of-words models of CLIP's Fig. 2,
+baselines/) classify the way the paper scores them: each class's prompts by their log-likelihood given the image.
+Such a model has `prompt_log_likelihood(images, tokens) -> (B, M)`, and zeroshot_logits takes that path for it:
+
+    zeroshot_logits(model, tokenizer, images, classnames, templates, preprocess)   # (B, K), for either kind
 """
 from contextlib import contextmanager
 from typing import Iterable, Optional, Sequence
@@ -91,6 +97,48 @@ def zeroshot_classifier(model, tokenizer, classnames: Sequence[str], templates: 
     class_means = embeds.float().view(K, T, -1).mean(dim=1)  # (K, E)
     check_finite(class_means, "the mean text embedding per class")
     return F.normalize(class_means, dim=-1).T  # (E, K)
+
+
+def scores_likelihood(model) -> bool:
+    """Does the model classify by the likelihood of prompts (a captioning or bag-of-words model), not by embeddings?"""
+    return hasattr(model, "prompt_log_likelihood")
+
+
+def prompt_likelihoods(model, tokenizer, images: Tensor, classnames: Sequence[str], templates: Sequence[str],
+                       preprocess=None, pairs: int = 4096) -> Tensor:
+    """Zero-shot scores of a model that predicts text: the mean over templates of log p(prompt | image).
+
+    For class k the score is (1/T) sum_t log p(template_t(name_k) | image), the log of the geometric mean of its
+    prompts' likelihoods: averaging log-likelihoods is the likelihood model's version of averaging text embeddings.
+    Every (image, prompt) pair is scored, so images go through in chunks of about `pairs` pairs.
+    Returns: (B, K) on the CPU.
+    """
+    classnames, templates = list(classnames), list(templates)
+    _check_prompts(classnames, templates)
+    K, T = len(classnames), len(templates)
+    texts = [t.replace("{}", c) for c in classnames for t in templates]  # class-major: K*T prompts
+    rows = []
+    with _inference(model) as device:
+        tokens = tokenizer(texts, context_length=model.context_length, truncate=True).to(device)  # (K*T, L)
+        for chunk in torch.as_tensor(images).split(max(1, pairs // len(texts))):
+            chunk = chunk.to(device)
+            chunk = preprocess(chunk) if preprocess is not None else chunk
+            rows.append(model.prompt_log_likelihood(chunk, tokens).float().cpu())  # (b, K*T)
+    scores = torch.cat(rows).view(-1, K, T).mean(dim=2)  # (B, K)
+    check_finite(scores, "the prompts' log-likelihoods")
+    return scores
+
+
+def zeroshot_logits(model, tokenizer, images: Tensor, classnames: Sequence[str], templates: Sequence[str],
+                    preprocess=None, features: Optional[Tensor] = None) -> Tensor:
+    """Zero-shot class scores (B, K) for any model that reads text: cosine similarity to the prompt-ensemble
+    classifier (CLIP, SigLIP, LiT, bag-of-words CLIP), or prompt log-likelihoods (captioning, bag-of-words
+    prediction). features: the images' (B, E) embeddings, if already computed (embedding models only)."""
+    if scores_likelihood(model):
+        return prompt_likelihoods(model, tokenizer, images, classnames, templates, preprocess)
+    if features is None:
+        features = image_features(model, torch.as_tensor(images), preprocess=preprocess)  # (B, E)
+    return features @ zeroshot_classifier(model, tokenizer, classnames, templates).to(features)  # (B, E) @ (E, K)
 
 
 def image_features(model, images: Tensor, preprocess=None, batch_size: int = 256) -> Tensor:
@@ -201,9 +249,8 @@ def shapeworld_zeroshot(model, tokenizer, preprocess, world, n: int = 500, seed:
     with _inference(model):
         for split, name in (("test", "seen"), ("unseen", "unseen")):
             x, y, classnames = world.classification("color_shape", split=split, domain="photo", n=n, seed=seed)
-            W = zeroshot_classifier(model, tokenizer, classnames, world.templates("color_shape"))  # (E, K)
-            f = image_features(model, x, preprocess=preprocess)  # (n, E)
-            result[name] = logits_accuracy(f @ W, y)[1]  # (n, E) @ (E, K)
+            logits = zeroshot_logits(model, tokenizer, x, classnames, world.templates("color_shape"), preprocess)
+            result[name] = logits_accuracy(logits, y)[1]  # (n, K)
     return result
 
 
@@ -219,10 +266,10 @@ def prompt_ablation(model, tokenizer, images: Tensor, labels: Tensor, classnames
     _check_prompts(list(classnames), templates)
     if len(labels) != len(images):
         raise ValueError(f"{len(images)} images need as many labels, got {len(labels)}")
-    feats = image_features(model, images, preprocess)  # (B, E)
+    feats = None if scores_likelihood(model) else image_features(model, images, preprocess)  # (B, E), shared
     prompts = {"class name": ["{}"], "one template": templates[:1], "ensemble": templates}
-    return {name: logits_accuracy(feats @ zeroshot_classifier(model, tokenizer, classnames, t), labels)[1]
-            for name, t in prompts.items()}  # (B, E) @ (E, K)
+    return {name: logits_accuracy(zeroshot_logits(model, tokenizer, images, classnames, t, preprocess, feats),
+                                  labels)[1] for name, t in prompts.items()}
 
 
 def retrieval(image_embeds: Tensor, text_embeds: Tensor, text_to_image: Optional[Tensor] = None,

@@ -59,3 +59,25 @@ def test_a_short_run_learns_the_labels(tmp_path):
     assert loss < torch.log(torch.tensor(56.0)).item() - 0.5
     accuracy = head_accuracies(model, preprocess, eval_data(n_train=56, n_test=112))
     assert set(accuracy) == set(ShapeWorld(seed=0).domains) and accuracy["photo"] > 3 / 56
+
+
+def test_tower_picks_a_minclip_preset_or_a_timm_model(tmp_path):
+    """--tower tiny-rn trains minclip's ResNet; --tower efficientnet_b0 trains timm's, at --preset's image size;
+    both load back through minclip's loader."""
+    from minclip import checkpoint
+    for tower, kind in (("tiny-rn", "resnet"), ("efficientnet_b0", "timm")):
+        out = tmp_path / tower
+        supervised.train(supervised.SupervisedRun(tower=tower, steps=2, batch_size=8, warmup=1, quiet=True,
+                                                  out=str(out)))
+        model = checkpoint.load(out).model
+        assert model.config.vision.kind == kind and model.config.vision.image_size == 32
+        assert model(torch.zeros(2, 3, 32, 32)).shape == (2, 64)
+
+
+def test_a_bad_tower_is_named():
+    with pytest.raises(ValueError, match="neither a minclip preset nor|timm.list_models"):
+        supervised.SupervisedRun(tower="efficientnet_b99", steps=1).check()
+    with pytest.raises(ValueError, match="resize minclip's ViT"):
+        supervised.SupervisedRun(tower="resnet18", width=64, steps=1).check()
+    with pytest.raises(ValueError, match="is a ResNet"):
+        supervised.SupervisedRun(preset="tiny-rn", layers=2, steps=1).check()
