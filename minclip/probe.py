@@ -19,7 +19,7 @@ from torch import Tensor
 from .zeroshot import check_finite
 
 # 1e-3 .. 1e4 in half decades (15 values), 0.316 among them. On unit-norm features with hundreds of examples per
-# class the best C is often 1e3 (notebook 04, benchmarks/probe_speed.py), so the grid goes one decade beyond it.
+# class the best C is often 1e3 (notebook 05, benchmarks/probe_speed.py), so the grid goes one decade beyond it.
 DEFAULT_CS = tuple(10 ** (e / 2) for e in range(-6, 9))
 FEW_SHOT_C = 0.316  # the OpenAI README's probe C, used for k-shot fits where no validation split is possible
 

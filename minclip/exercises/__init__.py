@@ -2,7 +2,7 @@
 
 Each check calls the student's function on hidden random cases and compares it with minclip's own implementation.
 It prints a short success line, or raises an ExerciseError (an AssertionError) that says what differed and what to
-look at. One module per notebook (loss.py for 01_contrastive_loss, ...); every `check_*` they define is exported here.
+look at. One module per notebook (loss.py for 02_contrastive_loss, ...); every `check_*` they define is exported here.
 `make student` replaces each solution with a stub; tests/test_exercises.py checks that every stub fails its check
 with a helpful message and every solution passes.
 """

@@ -1,4 +1,4 @@
-"""Checks for notebooks/01_contrastive_loss.ipynb: the CLIP loss, its gradient, the aligned-pairs formula and the
+"""Checks for notebooks/02_contrastive_loss.ipynb: the CLIP loss, its gradient, the aligned-pairs formula and the
 online logsumexp behind the tiled loss.
 
 Shapes: B batch (pairs), E the shared embedding dim.

@@ -1,4 +1,4 @@
-"""Checks for notebooks/07_pretrained_openai_clip: checkpoint key conversion, CLIP's input normalisation, EOT pooling.
+"""Checks for notebooks/08_pretrained_openai_clip: checkpoint key conversion, CLIP's input normalisation, EOT pooling.
 
 Each check runs the student's function on hidden seeded cases and compares it with minclip's own code:
 minclip/pretrained.py (from_open_clip), minclip/data/transforms.py (clip_preprocess) and

@@ -1,4 +1,4 @@
-"""Checks for notebooks/02_pretraining.ipynb: the warm-up + cosine schedule, the weight-decay split, GradCache.
+"""Checks for notebooks/03_pretraining.ipynb: the warm-up + cosine schedule, the weight-decay split, GradCache.
 
 Shapes: B batch, L text length, E the shared embedding dim.
 """

@@ -1,4 +1,4 @@
-"""Checks for notebooks/04_linear_probe_and_low_shot: balanced k-shot sampling, the zero-shot crossover, and a
+"""Checks for notebooks/05_linear_probe_and_low_shot: balanced k-shot sampling, the zero-shot crossover, and a
 logistic-regression probe written in torch.
 
 Each check runs the student's function on hidden seeded cases and compares it with minclip/probe.py

@@ -1,4 +1,4 @@
-"""Checks for notebooks/03_zero_shot_and_prompts.ipynb: prompt ensembling, zero-shot prediction, top-k accuracy.
+"""Checks for notebooks/04_zero_shot_and_prompts.ipynb: prompt ensembling, zero-shot prediction, top-k accuracy.
 
 Shapes: B images, K classes, E the shared embedding dim.
 """

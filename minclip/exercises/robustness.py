@@ -1,4 +1,4 @@
-"""Checks for notebooks/05_robustness: the logit-space line fit, effective robustness, and the share of the
+"""Checks for notebooks/06_robustness: the logit-space line fit, effective robustness, and the share of the
 robustness gap a model closes (CLIP §3.3, Fig. 13; Taori et al. 2020).
 
 Each check runs the student's function on hidden seeded cases and compares it with minclip/robustness.py

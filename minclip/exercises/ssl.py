@@ -1,4 +1,4 @@
-"""Checks for notebooks/06_simclr_mae_vs_clip: SimCLR's NT-Xent loss, MAE's per-image random masking, and
+"""Checks for notebooks/07_simclr_mae_vs_clip: SimCLR's NT-Xent loss, MAE's per-image random masking, and
 patchify (the reshape behind every ViT's patch embedding).
 
 The references are minclip's own code: minclip.loss.nt_xent_loss (equal to lightly's NTXentLoss) and the patch
