@@ -38,9 +38,11 @@ OBJECTIVES = {  # name -> (train(cfg), its config class)
 
 
 def curve(out: Path) -> list:
-    """[(images seen, seen acc, unseen acc)] from a run's metrics.jsonl zero-shot lines."""
+    """[(step, seen acc, unseen acc)] from a run's metrics.jsonl: its zero-shot evaluations, one per step (at the
+    last step the final test on more images replaces the one logged while training)."""
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    return [(r["step"], r["zeroshot_seen"], r["zeroshot_unseen"]) for r in rows if "zeroshot_seen" in r]
+    points = {r["step"]: (r["step"], r["zeroshot_seen"], r["zeroshot_unseen"]) for r in rows if "zeroshot_seen" in r}
+    return list(points.values())
 
 
 def main():
@@ -49,7 +51,12 @@ def main():
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--out", default=str(HERE / "why_contrastive"))
+    parser.add_argument("--replot", action="store_true", help="only redraw OUT.png from OUT.json")
     args = parser.parse_args()
+    if args.replot:
+        rows = json.loads(Path(args.out + ".json").read_text())
+        figure(rows).savefig(args.out + ".png", dpi=110, bbox_inches="tight")
+        return
     torch.set_num_threads(2)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -84,10 +91,11 @@ def figure(rows):
     for ax, (split, column) in zip(axes, (("seen", 1), ("held-out", 2))):
         for name, style in zip(OBJECTIVES, ("v:", "s--", "o-.", "D-")):
             mine = [r for r in rows if r["objective"] == name]
-            images = [p[0] for p in mine[0]["curve"]]
-            mean = [100 * statistics.mean(r["curve"][i][column] for r in mine) for i in range(len(images))]
-            ax.plot(images, mean, style, label=name)
-        ax.set_xlabel("images seen")
+            steps = sorted({p[0] for p in mine[0]["curve"]})  # the evaluation points (images seen)
+            at = [{p[0]: p[column] for p in r["curve"]} for r in mine]  # the last value at each point
+            mean = [100 * statistics.mean(a[s] for a in at) for s in steps]
+            ax.plot([s / 1000 for s in steps], mean, style, label=name)
+        ax.set_xlabel("thousands of images seen")
         ax.set_title(f"zero-shot, {split} colour-shape pairs")
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("accuracy (%, mean over seeds)")
