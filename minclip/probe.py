@@ -29,10 +29,13 @@ class LinearClassifier(NamedTuple):
     bias: Tensor  # (K,)
     classes: Tensor  # (K,) the label each column stands for
 
+    def logits(self, feats: Tensor) -> Tensor:
+        """(B, D) features -> (B, K) scores, column k for label classes[k]."""
+        return torch.addmm(self.bias, feats.to(self.weight), self.weight)
+
     def predict(self, feats: Tensor) -> Tensor:
         """(B, D) features -> (B,) labels."""
-        logits = torch.addmm(self.bias, feats.to(self.weight), self.weight)  # (B, K)
-        return self.classes[logits.argmax(dim=1)]
+        return self.classes[self.logits(feats).argmax(dim=1)]
 
 
 class ProbeResult(NamedTuple):
@@ -162,15 +165,14 @@ def _fit_logistic(x: Tensor, y: Tensor, C: float, init: tuple, max_iter: int) ->
     return W, b
 
 
-def _sweep(x: Tensor, y: Tensor, Cs: list, val_fraction: float, seed: int, init: tuple, max_iter: int) -> tuple:
-    """Fit every C (ascending, each warm-started from the last) on a stratified split; -> (best C, its (W, b),
-    {C: validation accuracy}). Ties go to the smaller C, the stronger regularisation."""
-    if not Cs or Cs[0] <= 0 or not 0 < val_fraction < 1:
-        raise ValueError(f"sweep Cs={Cs} on val_fraction={val_fraction}: pass positive Cs and 0 < val_fraction < 1")
-    train, val = stratified_split(y, val_fraction, seed)
-    if len(val) == 0:
+def _sweep(x_train: Tensor, y_train: Tensor, x_val: Tensor, y_val: Tensor, Cs: list, init: tuple,
+           max_iter: int) -> tuple:
+    """Fit every C (ascending, each warm-started from the last) on the training part and score it on the validation
+    part; -> (best C, its (W, b), {C: validation accuracy}). Ties go to the smaller C, the stronger regularisation."""
+    if not Cs or Cs[0] <= 0:
+        raise ValueError(f"sweep Cs={Cs}: pass positive Cs")
+    if len(y_val) == 0:
         raise ValueError("the validation split is empty (too few examples per class); pass C= to skip the sweep")
-    x_train, y_train, x_val, y_val = x[train], y[train], x[val], y[val]
     params, scores, best = init, {}, None
     for C in Cs:
         params = _fit_logistic(x_train, y_train, C, params, max_iter)
@@ -184,7 +186,8 @@ def _sweep(x: Tensor, y: Tensor, Cs: list, val_fraction: float, seed: int, init:
 
 def linear_probe(train_feats: Tensor, train_labels: Tensor, test_feats: Tensor, test_labels: Tensor,
                  C: Optional[float] = None, Cs: Optional[Sequence[float]] = None, val_fraction: float = 0.2,
-                 seed: int = 0, max_iter: int = 1000, standardize: bool = False) -> ProbeResult:
+                 seed: int = 0, max_iter: int = 1000, standardize: bool = False, val_feats: Optional[Tensor] = None,
+                 val_labels: Optional[Tensor] = None) -> ProbeResult:
     """A linear probe: L2-regularised multinomial logistic regression on frozen features.
 
     Features: post-projection `model.encode_image` embeddings (E wide), as the OpenAI README's probe; the paper
@@ -195,17 +198,26 @@ def linear_probe(train_feats: Tensor, train_labels: Tensor, test_feats: Tensor, 
     or GPU), stopping where sklearn does or later (see _fit_logistic); its accuracy matches sklearn's within 0.5
     points (tests/test_probe.py).
 
-    With C=None, C is swept over Cs (default DEFAULT_CS, small to large) on a seeded stratified validation split
-    of val_fraction of the training set; each fit starts from the previous C's solution (a warm start: a
-    third fewer iterations), the best validation accuracy wins (ties: the smaller C), and the probe is refitted
-    on the whole training set.
+    With C=None, C is swept over Cs (default DEFAULT_CS, small to large) on a validation split: val_feats and
+    val_labels if given (a dataset's own validation split), else a seeded stratified val_fraction of the training
+    set. Each fit starts from the previous C's solution (a warm start: a third fewer iterations), the best
+    validation accuracy wins (ties: the smaller C), and the probe is refitted on training and validation examples
+    together (the paper's protocol, Appendix A.3).
 
-    Args: train_feats (B, D), train_labels (B,), test_feats (B', D), test_labels (B',); labels are class ids >= 0,
-        and every test class must occur in training. Features must be finite.
+    Args: train_feats (B, D), train_labels (B,), test_feats (B', D), test_labels (B',), val_feats (B'', D) and
+        val_labels (B'',) optional; labels are class ids >= 0, and every test class must occur in training.
+        Features must be finite.
     Returns: ProbeResult(accuracy on the test set, C, classifier, sweep).
     """
     _check_pair(train_feats, train_labels, "train")
     _check_pair(test_feats, test_labels, "test")
+    if (val_feats is None) != (val_labels is None):
+        raise ValueError("pass val_feats and val_labels together (a validation split), or neither")
+    n_train = len(train_labels)  # with a validation split: rows [0, n_train) train, the rest validate
+    if val_feats is not None:
+        _check_pair(val_feats, val_labels, "val")
+        train_feats, train_labels = torch.cat([train_feats, val_feats.to(train_feats)]), torch.cat(
+            [train_labels, val_labels.to(train_labels)])
     if train_feats.shape[1] != test_feats.shape[1]:
         raise ValueError(f"train_feats have D={train_feats.shape[1]} but test_feats D={test_feats.shape[1]}; "
                          "extract both with the same model")
@@ -222,7 +234,14 @@ def linear_probe(train_feats: Tensor, train_labels: Tensor, test_feats: Tensor, 
     init, sweep = (x.new_zeros(x.shape[1], len(classes)), x.new_zeros(len(classes))), {}
     with _one_thread_if_small(x, len(classes)):
         if C is None:
-            C, init, sweep = _sweep(x, y, sorted(DEFAULT_CS if Cs is None else Cs), val_fraction, seed, init, max_iter)
+            if val_feats is not None:
+                train, val = torch.arange(n_train), torch.arange(n_train, len(y))
+            elif 0 < val_fraction < 1:
+                train, val = stratified_split(y, val_fraction, seed)
+            else:
+                raise ValueError(f"val_fraction={val_fraction}; pass 0 < val_fraction < 1, or val_feats/val_labels")
+            C, init, sweep = _sweep(x[train], y[train], x[val], y[val], sorted(DEFAULT_CS if Cs is None else Cs),
+                                    init, max_iter)
         W, b = _fit_logistic(x, y, C, init, max_iter)
     if standardize:  # fold the scaling into the weights: ((x - mean) / std) W + b = x (W / std) + (b - (mean / std) W)
         W, b = W / std[:, None], b - (mean / std) @ W

@@ -206,6 +206,28 @@ def logits_accuracy(logits: Tensor, labels: Tensor, topk: Sequence[int] = (1,)) 
     return _fractions(_topk_hits(logits, labels, topk), len(labels), topk)
 
 
+def mean_per_class_recall(logits: Tensor, labels: Tensor) -> float:
+    """The mean over classes of the fraction of each class's rows predicted right: what the CLIP paper reports for
+    Pets, Caltech-101, Flowers 102 and FGVC Aircraft (Table 9), where classes differ in size. Classes absent from
+    labels are not averaged. logits (B, K), labels (B,) in 0..K-1."""
+    labels = torch.as_tensor(labels).cpu()
+    logits_accuracy(logits, labels)  # the same checks on the shapes and the label range
+    hit = (logits.argmax(dim=1).cpu() == labels).float()  # (B,)
+    K = logits.shape[1]
+    hits, counts = torch.zeros(K).index_add_(0, labels, hit), torch.bincount(labels, minlength=K).float()
+    present = counts > 0
+    return (hits[present] / counts[present]).mean().item()
+
+
+def classification_metrics(logits: Tensor, labels: Tensor) -> dict:
+    """The three numbers CLIP_benchmark reports for a classifier's scores (B, K) against labels (B,): top-1 and
+    top-5 accuracy (top-5 is None when there are 5 classes or fewer: every row would count) and mean per-class
+    recall."""
+    top = logits_accuracy(logits, labels, topk=(1, 5))
+    return {"top1": top[1], "top5": top[5] if logits.shape[1] > 5 else None,
+            "mean_per_class_recall": mean_per_class_recall(logits, labels)}
+
+
 def accuracy(model, images_or_loader, labels: Optional[Tensor], classifier: Tensor, topk: Sequence[int] = (1, 5),
              preprocess=None, batch_size: int = 256) -> dict:
     """Top-k accuracy of a bias-free linear classifier on normalised image embeddings, e.g. zeroshot_classifier's.

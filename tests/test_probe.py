@@ -74,6 +74,19 @@ def test_sweep_picks_the_best_validation_C_and_refits():
         linear_probe(x[:600], y[:600], x[600:], y[600:], Cs=[1e-4, 1e-3, 1e-2])
 
 
+def test_a_given_validation_split_chooses_C_and_joins_the_refit():
+    x, y = blobs(800, 32, 6, 0.4, seed=4)
+    r = linear_probe(x[:400], y[:400], x[600:], y[600:], val_feats=x[400:600], val_labels=y[400:600],
+                     Cs=[0.01, 0.1, 1.0, 10.0])
+    for C in r.sweep:  # each C scored on the given validation split, fitted on the training split only
+        fit = linear_probe(x[:400], y[:400], x[400:600], y[400:600], C=C)
+        assert abs(r.sweep[C] - fit.accuracy) <= 0.015  # 3 of 200: the sweep's fits are warm-started, these cold
+    joined = linear_probe(x[:600], y[:600], x[600:], y[600:], C=r.C)  # the refit: training + validation
+    assert abs(joined.accuracy - r.accuracy) <= 0.005
+    with pytest.raises(ValueError, match="val_feats and val_labels together"):
+        linear_probe(x[:400], y[:400], x[600:], y[600:], val_feats=x[400:600])
+
+
 def test_labels_need_not_be_contiguous():
     x, y = blobs(400, 16, 4, 0.6, seed=5)
     plain = linear_probe(x[:300], y[:300], x[300:], y[300:], C=1.0)
