@@ -67,7 +67,7 @@ def test_holdout_pairs_never_rendered_in_training_images(sw, rendered_scenes):
     sw.pretraining(500, seed=2, objects=(3, 3), domains={"sketch": 1, "photo": 2})
     for task in TASKS:
         for split in ("train", "test"):
-            sw.classification(task, split, n=300, seed=1)
+            sw.classification(task, split, domain_of(task), n=300, seed=1)
     drawn = set().union(*(present_pairs(scenes) for scenes, _ in rendered_scenes))
     assert not drawn & set(sw.holdout_pairs)
     assert len(drawn) == 64 - 8  # and every seen pair does occur
@@ -88,14 +88,19 @@ def test_holdout_pairs_never_in_captions(sw):
             assert not named & set(sw.holdout_pairs), caption
 
 
+def domain_of(task):
+    """Every task renders in the photo domain, except the background pattern, which only "patterned" draws."""
+    return "patterned" if task == "pattern" else "photo"
+
+
 @pytest.mark.parametrize("task", list(TASKS))
 def test_labels_match_the_rendered_scenes(sw, rendered_scenes, task):
     for split in ("train", "unseen"):
-        labels = sw.classification(task, split, n=200, seed=2).labels.numpy()
+        labels = sw.classification(task, split, domain_of(task), n=200, seed=2).labels.numpy()
         scenes, _ = rendered_scenes[-1]
         truth = {"color_shape": scenes.color[:, 0] * 8 + scenes.shape[:, 0], "shape": scenes.shape[:, 0],
                  "color": scenes.color[:, 0], "count": scenes.count - 1, "position": scenes.position[:, 0],
-                 "size": scenes.size[:, 0]}[task]
+                 "size": scenes.size[:, 0], "pattern": scenes.pattern}[task]
         np.testing.assert_array_equal(labels, truth)
         if task != "count":
             assert (scenes.count == 1).all()
@@ -106,7 +111,7 @@ def test_labels_match_the_rendered_scenes(sw, rendered_scenes, task):
 @pytest.mark.parametrize("task", list(TASKS))
 @pytest.mark.parametrize("split", ["train", "test", "unseen"])
 def test_views_are_balanced(sw, task, split):
-    images, labels, classnames = sw.classification(task, split, n=131, seed=0)
+    images, labels, classnames = sw.classification(task, split, domain_of(task), n=131, seed=0)
     assert images.dtype == torch.uint8 and images.shape == (131, 3, 32, 32)
     assert labels.dtype == torch.int64 and classnames == TASKS[task]
     counts = torch.bincount(labels, minlength=len(classnames))
@@ -158,7 +163,22 @@ def test_templates_are_caption_forms(sw):
         assert templates and all(t.count("{}") == 1 for t in templates)
         for template in templates:  # each template, filled with a class name, is a caption or ends one
             prompts = [template.format(name) for name in names]
-            assert any(p in captions or c.endswith(", " + p) for p in prompts for c in captions), (task, template)
+            # the pattern task's prompts name the background, which ends a caption: "a red circle on a striped ..."
+            ends = tuple((" " if task == "pattern" else ", ") + p for p in prompts)
+            assert any(p in captions for p in prompts) or any(c.endswith(ends) for c in captions), \
+                (task, template)
+
+
+def test_pattern_task_labels_the_background_and_needs_the_patterned_domain(sw):
+    with pytest.raises(ValueError, match="only the patterned domain draws.*domain='patterned'"):
+        sw.classification("pattern", "test", "photo", n=8)
+    images, labels, names = sw.classification("pattern", "test", "patterned", n=300, seed=0)
+    assert names == ["striped", "checkered", "dotted"] and torch.bincount(labels).tolist() == [100, 100, 100]
+    # each pattern has its own spatial frequencies: the mean |horizontal - vertical gradient| differs by class
+    x = images.float().mean(dim=1)  # (B, H, W) gray
+    dx, dy = (x[:, :, 1:] - x[:, :, :-1]).abs().mean((1, 2)), (x[:, 1:] - x[:, :-1]).abs().mean((1, 2))
+    per_class = torch.stack([torch.stack([dx[labels == k].mean(), dy[labels == k].mean()]) for k in range(3)])
+    assert torch.cdist(per_class, per_class).triu(1)[torch.triu(torch.ones(3, 3), 1) > 0].min() > 0.5
 
 
 def test_caption_corpus_has_captions_and_every_prompt(sw):

@@ -29,6 +29,7 @@ TASKS = {  # task -> class names
     "color_shape": [f"{c} {s}" for c in COLORS for s in SHAPES],
     "shape": list(SHAPES), "color": list(COLORS), "count": ["one", "two", "three"],
     "position": list(POSITIONS), "size": list(SIZES),
+    "pattern": list(PATTERNS),  # the background's texture, which only the patterned domain draws
 }
 # Zero-shot prompts (CLIP §3.1.4) in the captions' own words: each template also occurs as a caption form.
 TEMPLATES = {
@@ -38,7 +39,11 @@ TEMPLATES = {
     "size": ["a {} shape.", "a photo of a {} shape.", "a picture of a {} shape.", "an image of a {} shape."],
     "position": ["a shape in the {}.", "a photo of a shape in the {}.", "a picture of a shape in the {}."],
     "count": ["the number of shapes is {}.", "a picture where the number of shapes is {}."],
+    "pattern": ["on a {} background.", "a {} background."],
 }
+# Tasks whose prompts fill the tokenizer's corpus. The pattern task came later, and its words are in the captions
+# already ("... on a striped background"); leaving its prompts out keeps the tokenizers of earlier runs unchanged.
+CORPUS_TASKS = ("color_shape", "shape", "color", "count", "position", "size")
 SPLITS = ("train", "test", "unseen")
 DEFAULT_MIX = {"photo": 0.4, "sketch": 0.1, "cartoon": 0.1, "patterned": 0.1, "noisy": 0.1, "blur": 0.1,
                "grayscale": 0.1}
@@ -92,9 +97,13 @@ class ShapeWorld:
         split "train" and "test" hold the seen colour-shape pairs (from disjoint seed streams); "unseen" only the
         held-out pairs. Labels are balanced over the classes present (counts differ by at most one) and always
         index the task's full class list. The same (task, split, n, seed) gives the same scenes in every domain.
+        The "pattern" task (the background's texture) exists only in the patterned domain, which alone draws one.
         """
         _check_choice(task, TASKS, "task"), _check_choice(split, SPLITS, "split")
         _check_choice(domain, DOMAINS, "domain"), _check_count(n), _check_seed(seed, "seed")
+        if task == "pattern" and domain != "patterned":
+            raise ValueError(f"the pattern task labels the background's texture, which only the patterned domain "
+                             f"draws; pass domain='patterned', not {domain!r}")
         params = dict(kind="classification", task=task, split=split, domain=domain, n=n, seed=seed)
         return self._cached(params, cache, lambda: self._classification(task, split, domain, n, seed))
 
@@ -117,7 +126,7 @@ class ShapeWorld:
         _check_count(n), _check_seed(seed, "seed")
         scenes, domains = self._pretraining_scenes(n, seed, DEFAULT_MIX, (1, 3))
         captions = _captions(scenes, domains, np.random.default_rng([self.seed, 0, seed, 2]), "varied")
-        return captions + [t.format(c) for task in TASKS for t in TEMPLATES[task] for c in TASKS[task]]
+        return captions + [t.format(c) for task in CORPUS_TASKS for t in TEMPLATES[task] for c in TASKS[task]]
 
     def _classification(self, task, split, domain, n, seed) -> Classification:
         rng = np.random.default_rng([self.seed, 1 + SPLITS.index(split), list(TASKS).index(task), seed, 0])
@@ -135,6 +144,8 @@ class ShapeWorld:
             scenes.color[:, 0], scenes.shape[:, 0] = main // len(SHAPES), main % len(SHAPES)
         elif task in ("position", "size"):
             getattr(scenes, task)[:, 0] = labels
+        elif task == "pattern":
+            scenes.pattern[:] = labels
         render_rng = np.random.default_rng([self.seed, 1 + SPLITS.index(split), list(TASKS).index(task), seed, 1,
                                             list(DOMAINS).index(domain)])
         images = render.render(scenes, domain, self.image_size, render_rng)
