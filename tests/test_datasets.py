@@ -1,5 +1,13 @@
 """Real datasets, tested offline on small files in the real formats, written here."""
+import functools
+import io
+import json
+import os
+import pathlib
 import pickle
+import struct
+import sys
+import tarfile
 import warnings
 
 import numpy as np
@@ -8,8 +16,8 @@ import torch
 import torchvision
 from PIL import Image
 
-from minclip.data import templates
-from minclip.data.datasets import DATASETS, ImageCaptionCSV, load_classification
+from minclip.data import prompts, templates
+from minclip.data.datasets import DATASETS, MISSING, ImageCaptionCSV, load_classification, paper_name
 from minclip.data.transforms import clip_preprocess
 
 from _images import png_bytes
@@ -48,8 +56,13 @@ def write_cifar10(root, n_per_batch=4, seed=0):
 def skip_md5(monkeypatch):
     """torchvision checks the real files' md5 sums; ours are different files in the same format, so the test
     switches that check off (only that check: the files are still opened, unpickled and decoded by torchvision)."""
-    monkeypatch.setattr(torchvision.datasets.CIFAR10, "_check_integrity", lambda self: True)
-    monkeypatch.setattr(torchvision.datasets.cifar, "check_integrity", lambda path, md5=None: True)
+    tv = torchvision.datasets
+    exists = lambda path, md5=None: os.path.isfile(path)  # the check without its md5 part
+    monkeypatch.setattr(tv.CIFAR10, "_check_integrity", lambda self: True)
+    monkeypatch.setattr(tv.cifar, "check_integrity", lambda path, md5=None: True)
+    monkeypatch.setattr(tv.STL10, "_check_integrity", lambda self: True)
+    for module in (tv.flowers102, tv.fer2013, tv.svhn, tv.imagenet):
+        monkeypatch.setattr(module, "check_integrity", exists)
 
 
 def test_cifar10_loads_through_torchvision(tmp_path, skip_md5):
@@ -67,15 +80,67 @@ def test_cifar10_loads_through_torchvision(tmp_path, skip_md5):
 
 @pytest.mark.parametrize("name", list(DATASETS))
 def test_missing_data_says_where_it_looked_and_how_to_download(tmp_path, name):
-    with pytest.raises(FileNotFoundError, match=f"{name} was not found under {tmp_path}.*download=True"):
+    for module in DATASETS[name].needs:
+        pytest.importorskip(module)
+    fix = "torchvision cannot download it" if DATASETS[name].by_hand else "download=True"
+    with pytest.raises(FileNotFoundError, match=f"{name} was not found under {tmp_path}.*{fix}"):
         load_classification(name, tmp_path)
 
 
+def test_imagenet_says_it_must_be_downloaded_by_hand_and_where_to_put_it(tmp_path):
+    for download in (False, True):
+        with pytest.raises(FileNotFoundError) as caught:
+            load_classification("imagenet", tmp_path, download=download)
+        message = str(caught.value)
+        assert "image-net.org" in message and f"{tmp_path}/imagenet/" in message
+        assert "ILSVRC2012_devkit_t12.tar.gz" in message and "ILSVRC2012_img_val.tar" in message
+
+
 def test_bad_names_and_splits():
-    with pytest.raises(ValueError, match="unknown dataset 'imagenet'"):
-        load_classification("imagenet")
-    with pytest.raises(ValueError, match="split must be 'train' or 'test'"):
+    with pytest.raises(ValueError, match="unknown dataset 'imagenet21k'"):
+        load_classification("imagenet21k")
+    with pytest.raises(ValueError, match=r"cifar10 has no split 'val'; its splits are \('train', 'test'\)"):
         load_classification("cifar10", split="val")
+    with pytest.raises(ValueError, match=r"its splits are \('train', 'val', 'test'\)"):
+        load_classification("flowers", split="trainval")
+
+
+def test_missing_datasets_are_named_with_their_reason_never_faked():
+    assert set(MISSING) == {"birdsnap", "voc2007", "resisc45", "kitti_distance", "ucf101", "kinetics700",
+                            "hateful_memes"}
+    assert not set(MISSING) & set(DATASETS) and len(DATASETS) + len(MISSING) == 27 + 1  # the paper's 27, and SVHN
+    for name, reason in MISSING.items():
+        with pytest.raises(ValueError, match=f"{name} \\({paper_name(name)}\\) is not available") as caught:
+            load_classification(name)
+        assert reason in str(caught.value)
+
+
+def test_paper_names_metrics_and_splits():
+    assert paper_name("pets") == "Oxford-IIIT Pets" and paper_name("aircraft") == "FGVC Aircraft"
+    assert paper_name("clevr_counts") == "CLEVR Counts" and paper_name("rendered_sst2") == "Rendered SST2"
+    assert paper_name("voc2007") == "Pascal VOC 2007 Classification"
+    assert paper_name("kitti_distance") == "KITTI Distance" and paper_name("svhn") == "SVHN"
+    with pytest.raises(ValueError, match="unknown dataset 'coco'"):
+        paper_name("coco")
+    per_class = {name for name, spec in DATASETS.items() if spec.metric == "mean_per_class_recall"}
+    assert per_class == {"pets", "caltech101", "flowers", "aircraft"}  # CLIP Table 9's mean per-class accuracy
+    assert {spec.metric for spec in DATASETS.values()} == {"accuracy", "mean_per_class_recall"}
+    with_val = {name for name, spec in DATASETS.items() if "val" in spec.splits}
+    assert with_val == {"aircraft", "dtd", "flowers", "country211", "pcam", "clevr_counts", "rendered_sst2"}
+    assert all(spec.splits in [("train", "test"), ("train", "val", "test")] for spec in DATASETS.values())
+
+
+def test_imagenet_classnames_are_openai_s():
+    from open_clip.zero_shot_metadata import IMAGENET_CLASSNAMES
+
+    assert DATASETS["imagenet"].classnames == list(IMAGENET_CLASSNAMES)
+    assert DATASETS["imagenet"].templates == templates.IMAGENET_TEMPLATES
+
+
+def test_a_missing_library_says_what_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "scipy", None)  # as if scipy were not installed
+    with pytest.raises(ImportError, match="torchvision needs scipy to read cars: pip install scipy"):
+        load_classification("cars")
 
 
 def test_eurosat_split_is_fixed_disjoint_and_complete(tmp_path):
@@ -91,6 +156,386 @@ def test_eurosat_split_is_fixed_disjoint_and_complete(tmp_path):
     assert test.dataset.indices == load_classification("eurosat", tmp_path, "test").dataset.indices
     image, label = test.dataset[0]
     assert image.shape == (3, 8, 8) and image.dtype == torch.uint8 and 0 <= label < 10
+
+
+# ---- every dataset, from tiny files in its real on-disk format -------------------------------------------------
+
+@functools.lru_cache(maxsize=None)
+def tiny(image_format="JPEG") -> bytes:
+    """A 6 x 4 RGB image file's bytes, encoded once and written as many times as a dataset needs files."""
+    buffer = io.BytesIO()
+    Image.new("RGB", (6, 4), (200, 30, 60)).save(buffer, image_format)
+    return buffer.getvalue()
+
+
+def put(path, data=None):
+    """Write `data` (default: a tiny JPEG) at `path`, making its folders."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(tiny() if data is None else data)
+
+
+def savemat(path, **arrays):
+    import scipy.io
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    scipy.io.savemat(path, arrays)
+
+
+# The folder and file names of the real downloads, where the tests check the order of the class names against them.
+PETS_FILE_NAMES = [  # oxford-iiit-pet/annotations/list.txt: class ids 1-37 in this order (cats capitalised)
+    "Abyssinian", "american_bulldog", "american_pit_bull_terrier", "basset_hound", "beagle", "Bengal", "Birman",
+    "Bombay", "boxer", "British_Shorthair", "chihuahua", "Egyptian_Mau", "english_cocker_spaniel", "english_setter",
+    "german_shorthaired", "great_pyrenees", "havanese", "japanese_chin", "keeshond", "leonberger", "Maine_Coon",
+    "miniature_pinscher", "newfoundland", "Persian", "pomeranian", "pug", "Ragdoll", "Russian_Blue", "saint_bernard",
+    "samoyed", "scottish_terrier", "shiba_inu", "Siamese", "Sphynx", "staffordshire_bull_terrier", "wheaten_terrier",
+    "yorkshire_terrier"]
+CALTECH101_FOLDERS = [  # caltech101/101_ObjectCategories/, with the BACKGROUND_Google folder torchvision skips
+    "BACKGROUND_Google", "Faces", "Faces_easy", "Leopards", "Motorbikes", "accordion", "airplanes", "anchor", "ant",
+    "barrel", "bass", "beaver", "binocular", "bonsai", "brain", "brontosaurus", "buddha", "butterfly", "camera",
+    "cannon", "car_side", "ceiling_fan", "cellphone", "chair", "chandelier", "cougar_body", "cougar_face", "crab",
+    "crayfish", "crocodile", "crocodile_head", "cup", "dalmatian", "dollar_bill", "dolphin", "dragonfly",
+    "electric_guitar", "elephant", "emu", "euphonium", "ewer", "ferry", "flamingo", "flamingo_head", "garfield",
+    "gerenuk", "gramophone", "grand_piano", "hawksbill", "headphone", "hedgehog", "helicopter", "ibis", "inline_skate",
+    "joshua_tree", "kangaroo", "ketch", "lamp", "laptop", "llama", "lobster", "lotus", "mandolin", "mayfly", "menorah",
+    "metronome", "minaret", "nautilus", "octopus", "okapi", "pagoda", "panda", "pigeon", "pizza", "platypus",
+    "pyramid", "revolver", "rhino", "rooster", "saxophone", "schooner", "scissors", "scorpion", "sea_horse", "snoopy",
+    "soccer_ball", "stapler", "starfish", "stegosaurus", "stop_sign", "strawberry", "sunflower", "tick", "trilobite",
+    "umbrella", "watch", "water_lilly", "wheelchair", "wild_cat", "windsor_chair", "wrench", "yin_yang"]
+COUNTRY211_FOLDERS = (  # country211/<split>/: ISO 3166 country codes
+    "AD AE AF AG AI AL AM AO AQ AR AT AU AW AX AZ BA BB BD BE BF BG BH BJ BM BN BO BQ BR BS BT BW BY BZ CA CD CF CH CI "
+    "CK CL CM CN CO CR CU CV CW CY CZ DE DK DM DO DZ EC EE EG ES ET FI FJ FK FO FR GA GB GD GE GF GG GH GI GL GM GP GR "
+    "GS GT GU GY HK HN HR HT HU ID IE IL IM IN IQ IR IS IT JE JM JO JP KE KG KH KN KP KR KW KY KZ LA LB LC LI LK LR LT "
+    "LU LV LY MA MC MD ME MF MG MK ML MM MN MO MQ MR MT MU MV MW MX MY MZ NA NC NG NI NL NO NP NZ OM PA PE PF PG PH PK "
+    "PL PR PS PT PW PY QA RE RO RS RU RW SA SB SC SD SE SG SH SI SJ SK SL SM SN SO SS SV SX SY SZ TG TH TJ TL TM TN TO "
+    "TR TT TW TZ UA UG US UY UZ VA VE VG VI VN VU WS XK YE ZA ZM ZW").split()
+
+
+def write_cifar100(root, rng):
+    folder = root / "cifar-100-python"
+    folder.mkdir(parents=True)
+    for name in ("train", "test"):
+        batch = {"data": rng.integers(0, 256, (3, 3 * 32 * 32), dtype=np.uint8), "fine_labels": [0, 57, 99],
+                 "coarse_labels": [4, 4, 19], "filenames": ["a.png", "b.png", "c.png"]}
+        (folder / name).write_bytes(pickle.dumps(batch))
+    names = [name.replace(" ", "_") for name in prompts.CIFAR100_CLASSNAMES]
+    (folder / "meta").write_bytes(pickle.dumps({"fine_label_names": names, "coarse_label_names": ["x"] * 20}))
+    return 100
+
+
+def write_stl10(root, rng):
+    folder = root / "stl10_binary"
+    folder.mkdir(parents=True)
+    for split in ("train", "test"):  # 96 x 96 images, stored column-major; labels 1-10
+        (folder / f"{split}_X.bin").write_bytes(rng.integers(0, 256, 2 * 3 * 96 * 96, dtype=np.uint8).tobytes())
+        (folder / f"{split}_y.bin").write_bytes(bytes([1, 10]))
+    (folder / "class_names.txt").write_text("\n".join(prompts.STL10_CLASSNAMES) + "\n")
+    return 10
+
+
+def write_mnist(root, rng):
+    for prefix in ("train", "t10k"):  # the IDX format: a big-endian magic number, the sizes, then the bytes
+        images, labels = rng.integers(0, 256, (3, 28, 28), dtype=np.uint8), np.array([7, 0, 9], np.uint8)
+        raw = root / "MNIST" / "raw"
+        put(raw / f"{prefix}-images-idx3-ubyte", struct.pack(">IIII", 2051, 3, 28, 28) + images.tobytes())
+        put(raw / f"{prefix}-labels-idx1-ubyte", struct.pack(">II", 2049, 3) + labels.tobytes())
+    return 10
+
+
+def write_eurosat(root, rng):
+    for folder in ["AnnualCrop", "Forest", "HerbaceousVegetation", "Highway", "Industrial", "Pasture",
+                   "PermanentCrop", "Residential", "River", "SeaLake"]:
+        put(root / "eurosat" / "2750" / folder / f"{folder}_1.jpg")
+    return 10
+
+
+def write_pets(root, rng):
+    folder = root / "oxford-iiit-pet"
+    for split, number in [("trainval", 1), ("test", 2)]:
+        lines = [f"{name}_{number} {k + 1} {1 if name[0].isupper() else 2} 1" for k, name in enumerate(PETS_FILE_NAMES)]
+        put(folder / "annotations" / f"{split}.txt", ("\n".join(lines) + "\n").encode())
+        for name in PETS_FILE_NAMES:
+            put(folder / "images" / f"{name}_{number}.jpg")
+    return 37
+
+
+def write_food101(root, rng):
+    folders = [name.replace(" ", "_") for name in prompts.FOOD101_CLASSNAMES]  # the real folder names
+    for split in ("train", "test"):
+        meta = {folder: [f"{folder}/{split}1"] for folder in reversed(folders)}  # torchvision sorts them
+        put(root / "food-101" / "meta" / f"{split}.json", json.dumps(meta).encode())
+        for folder in folders:
+            put(root / "food-101" / "images" / folder / f"{split}1.jpg")
+    return 101
+
+
+def write_sun397(root, rng):
+    nested = {"apartment building outdoor": "apartment_building/outdoor", "temple east asia": "temple/east_asia"}
+    paths = [f"/{name[0]}/{nested.get(name, name.replace(' ', '_'))}" for name in prompts.SUN397_CLASSNAMES]
+    put(root / "SUN397" / "ClassName.txt", ("\n".join(paths) + "\n").encode())
+    for k in [0, 8, 100, 351, 396, 8, 351]:
+        put(root / "SUN397" / paths[k][1:] / f"sun_{k}{rng.integers(10**6)}.jpg")
+    return 397
+
+
+def write_cars(root, rng):
+    folder = root / "stanford_cars"
+    savemat(folder / "devkit" / "cars_meta.mat", class_names=np.array(prompts.CARS_CLASSNAMES, dtype=object))
+    fields = [("bbox_x1", "u2"), ("bbox_y1", "u2"), ("bbox_x2", "u2"), ("bbox_y2", "u2"), ("class", "u1"),
+              ("fname", "O")]
+    annotations = np.array([(0, 0, 5, 3, 196, "00001.jpg"), (0, 0, 5, 3, 1, "00002.jpg")], dtype=fields)
+    savemat(folder / "devkit" / "cars_train_annos.mat", annotations=annotations)
+    savemat(folder / "cars_test_annos_withlabels.mat", annotations=annotations)
+    for images in ("cars_train", "cars_test"):
+        put(folder / images / "00001.jpg"), put(folder / images / "00002.jpg")
+    return 196
+
+
+def write_aircraft(root, rng):
+    folder = root / "fgvc-aircraft-2013b" / "data"
+    put(folder / "variants.txt", ("\n".join(prompts.AIRCRAFT_CLASSNAMES) + "\n").encode())
+    for i, split in enumerate(["train", "val", "test"]):
+        put(folder / f"images_variant_{split}.txt", f"105{i}794 F/A-18\n205{i}002 707-320\n".encode())
+        put(folder / "images" / f"105{i}794.jpg"), put(folder / "images" / f"205{i}002.jpg")
+    return 100
+
+
+def write_dtd(root, rng):
+    folder = root / "dtd" / "dtd"
+    for i, split in enumerate(["train", "val", "test"]):
+        lines = [f"{name}/{name}_000{i}.jpg" for name in prompts.DTD_CLASSNAMES]
+        put(folder / "labels" / f"{split}1.txt", ("\n".join(lines) + "\n").encode())
+        for line in lines:
+            put(folder / "images" / line)
+    return 47
+
+
+def write_caltech101(root, rng):
+    for folder in CALTECH101_FOLDERS:
+        put(root / "caltech101" / "101_ObjectCategories" / folder / "image_0001.jpg")
+    return 101
+
+
+def write_flowers(root, rng):
+    folder = root / "flowers-102"
+    savemat(folder / "imagelabels.mat", labels=np.array([[1, 16, 60, 93, 101, 102]], np.uint8))  # classes 1-102
+    savemat(folder / "setid.mat", trnid=np.array([[1, 2]]), valid=np.array([[3, 4]]), tstid=np.array([[5, 6]]))
+    for i in range(1, 7):
+        put(folder / "jpg" / f"image_{i:05d}.jpg")
+    return 102
+
+
+def write_fer2013(root, rng):
+    pixels = lambda: " ".join(str(p) for p in rng.integers(0, 256, 48 * 48))
+    rows = [(3, "Training"), (6, "Training"), (0, "PublicTest"), (5, "PrivateTest")]
+    text = "emotion,pixels,Usage\n" + "".join(f"{emotion},{pixels()},{usage}\n" for emotion, usage in rows)
+    put(root / "fer2013" / "fer2013.csv", text.encode())
+    return 7
+
+
+def write_gtsrb(root, rng):
+    folder = root / "gtsrb"
+    for k in range(43):  # Training/00000 ... 00042, one folder a class; the real folders also hold a GT csv
+        put(folder / "GTSRB" / "Training" / f"{k:05d}" / f"00000_0000{k % 3}.ppm", tiny("PPM"))
+    put(folder / "GTSRB" / "Final_Test" / "Images" / "00000.ppm", tiny("PPM"))
+    put(folder / "GTSRB" / "Final_Test" / "Images" / "00001.ppm", tiny("PPM"))
+    put(folder / "GT-final_test.csv", b"Filename;Width;Height;Roi.X1;Roi.Y1;Roi.X2;Roi.Y2;ClassId\n"
+                                      b"00000.ppm;6;4;0;0;5;3;16\n00001.ppm;6;4;0;0;5;3;1\n")
+    return 43
+
+
+def write_country211(root, rng):
+    for split in ("train", "valid", "test"):
+        for code in COUNTRY211_FOLDERS:
+            put(root / "country211" / split / code / f"{split}_{code}.jpg")
+    return 211
+
+
+def write_pcam(root, rng):
+    h5py = pytest.importorskip("h5py")
+    folder = root / "pcam"
+    folder.mkdir()
+    for split in ("train", "valid", "test"):  # 96 x 96 RGB patches; targets shaped (N, 1, 1, 1)
+        with h5py.File(folder / f"camelyonpatch_level_2_split_{split}_x.h5", "w") as file:
+            file["x"] = rng.integers(0, 256, (2, 96, 96, 3), dtype=np.uint8)
+        with h5py.File(folder / f"camelyonpatch_level_2_split_{split}_y.h5", "w") as file:
+            file["y"] = np.array([1, 0], np.uint8).reshape(2, 1, 1, 1)
+    return 2
+
+
+def write_clevr(root, rng):
+    folder = root / "clevr" / "CLEVR_v1.0"
+    for split, n in [("train", 10), ("val", 2), ("test", 2)]:
+        names = [f"CLEVR_{split}_{i:06d}.png" for i in range(n)]
+        for name in names:
+            put(folder / "images" / split / name, tiny("PNG"))
+        if split != "test":  # the test split ships without scenes: no labels
+            scenes = [{"image_filename": name, "objects": [{"shape": "cube"}] * (3 + i % 8)}
+                      for i, name in enumerate(names)]
+            put(folder / "scenes" / f"CLEVR_{split}_scenes.json", json.dumps({"scenes": scenes}).encode())
+    return 8
+
+
+def write_rendered_sst2(root, rng):
+    for split in ("train", "valid", "test"):
+        for sentiment in ("negative", "positive"):
+            put(root / "rendered-sst2" / split / sentiment / f"{split}_{sentiment}.png", tiny("PNG"))
+    return 2
+
+
+def tar_bytes(files: dict, mode="w") -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode=mode) as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def write_imagenet(root, rng):
+    """The three archives from image-net.org, each holding one tiny image a class."""
+    folder = root / "imagenet"
+    wnids = [f"n{10**7 + 17 * k:08d}" for k in range(1000)]  # sorted, like the real WordNet ids
+    fields = ["ILSVRC2012_ID", "WNID", "words", "gloss", "num_children", "wordnet_height", "num_train_images"]
+    leaves = [(k + 1, wnid, f"class {k}, another name", "a gloss", 0, 0, 1) for k, wnid in enumerate(wnids)]
+    synsets = np.array(leaves + [(1001, "n00001740", "entity", "the root", 1000, 19, 0)],  # not a class
+                       dtype=[(field, "O") for field in fields])
+    savemat(root / "devkit" / "meta.mat", synsets=synsets)
+    val_ids = rng.permutation(1000) + 1  # the class (ILSVRC2012_ID) of each validation image, in file order
+    put(folder / "ILSVRC2012_devkit_t12.tar.gz", tar_bytes({
+        "ILSVRC2012_devkit_t12/data/meta.mat": (root / "devkit" / "meta.mat").read_bytes(),
+        "ILSVRC2012_devkit_t12/data/ILSVRC2012_validation_ground_truth.txt": b"".join(b"%d\n" % k for k in val_ids)},
+        mode="w:gz"))
+    put(folder / "ILSVRC2012_img_val.tar", tar_bytes({f"ILSVRC2012_val_{i + 1:08d}.JPEG": tiny() for i in range(1000)}))
+    put(folder / "ILSVRC2012_img_train.tar", tar_bytes({f"{wnid}.tar": tar_bytes({f"{wnid}_1.JPEG": tiny()})
+                                                        for wnid in wnids}))  # one archive a class, inside
+    return 1000
+
+
+def write_svhn(root, rng):
+    for split in ("train", "test"):  # X: (32, 32, 3, N); y: (N, 1), with 10 for the digit 0
+        savemat(root / "svhn" / f"{split}_32x32.mat", X=rng.integers(0, 256, (32, 32, 3, 3), dtype=np.uint8),
+                y=np.array([[10], [1], [9]], np.uint8))
+    return 10
+
+
+WRITERS = {  # name -> write(root, rng) -> the real dataset's number of classes
+    "food101": write_food101, "cifar10": lambda root, rng: len(write_cifar10(root)) and 10, "cifar100": write_cifar100,
+    "sun397": write_sun397, "cars": write_cars, "aircraft": write_aircraft, "dtd": write_dtd, "pets": write_pets,
+    "caltech101": write_caltech101, "flowers": write_flowers, "mnist": write_mnist, "fer2013": write_fer2013,
+    "stl10": write_stl10, "eurosat": write_eurosat, "gtsrb": write_gtsrb, "country211": write_country211,
+    "pcam": write_pcam, "clevr_counts": write_clevr, "rendered_sst2": write_rendered_sst2,
+    "imagenet": write_imagenet, "svhn": write_svhn,
+}
+
+
+def test_every_dataset_has_a_writer():
+    assert set(WRITERS) == set(DATASETS)
+
+
+def torchvision_dataset(dataset):
+    return dataset.dataset if isinstance(dataset, torch.utils.data.Subset) else dataset  # a seeded split's full set
+
+
+@pytest.mark.parametrize("name", list(DATASETS))
+def test_every_dataset_loads_each_split_from_files_in_its_real_format(tmp_path, skip_md5, name):
+    spec = DATASETS[name]
+    for module in spec.needs:
+        pytest.importorskip(module)
+    n_classes = WRITERS[name](tmp_path, np.random.default_rng(0))
+    assert len(spec.classnames) == n_classes and all(isinstance(c, str) and c for c in spec.classnames)
+    indices = {}
+    for split in spec.splits:
+        data = load_classification(name, tmp_path, split)
+        image, label = data.dataset[0]
+        assert image.dtype == torch.uint8 and image.ndim == 3 and image.shape[0] == 3, (split, image.shape)
+        assert type(label) is int and label in range(len(data.classnames)), (split, label)
+        assert data.classnames == spec.classnames and data.templates == spec.templates
+        full = torchvision_dataset(data.dataset)
+        if hasattr(full, "classes"):  # where torchvision knows the classes, it knows as many as we name
+            assert len(full.classes) == n_classes, (split, len(full.classes))
+        if isinstance(data.dataset, torch.utils.data.Subset):
+            indices[split], n_whole = set(data.dataset.indices), len(full)
+    if indices:  # the seeded splits of a set that ships whole (or of CLEVR's train): disjoint, complete, not empty
+        assert sum(len(i) for i in indices.values()) == len(set().union(*indices.values())) == n_whole
+        assert all(indices.values())
+
+
+def load_full(name, root, split="test"):
+    return torchvision_dataset(load_classification(name, root, split).dataset)
+
+
+def test_class_names_follow_torchvision_s_label_ids(tmp_path, skip_md5):
+    """Where the order could go wrong: OpenAI's names against the real folder and file names, as torchvision orders
+    them."""
+    rng = np.random.default_rng(0)
+    write_pets(tmp_path, rng)
+    assert [c.lower() for c in prompts.PETS_CLASSNAMES] == [c.lower() for c in load_full("pets", tmp_path).classes]
+    write_caltech101(tmp_path, rng)
+    folders = load_full("caltech101", tmp_path).categories  # sorted, without BACKGROUND_Google
+    names = dict(zip(folders, prompts.CALTECH101_CLASSNAMES))
+    assert names["Faces"] == "off-center face" and names["Faces_easy"] == "centered face"
+    assert names["car_side"] == "side of a car" and names["yin_yang"] == "yin and yang symbol"
+    assert names["accordion"] == "accordion" and names["wrench"] == "wrench"
+    flowers = torchvision.datasets.Flowers102.classes
+    assert [k for k, (ours, theirs) in enumerate(zip(prompts.FLOWERS_CLASSNAMES, flowers)) if ours != theirs] == [
+        15, 59, 92]  # globe flower, pink and yellow dahlia, air plant: OpenAI's fixes of torchvision's names
+    write_food101(tmp_path, rng)
+    assert [c.replace("_", " ") for c in load_full("food101", tmp_path).classes] == prompts.FOOD101_CLASSNAMES
+    write_dtd(tmp_path, rng)
+    assert load_full("dtd", tmp_path).classes == prompts.DTD_CLASSNAMES
+    write_country211(tmp_path, rng)
+    names = dict(zip(load_full("country211", tmp_path).classes, prompts.COUNTRY211_CLASSNAMES))
+    assert names["AD"] == "Andorra" and names["GB"] == "United Kingdom" and names["US"] == "United States"
+    assert names["CI"] == "Cote d'Ivoire" and names["XK"] == "Kosovo" and names["ZW"] == "Zimbabwe"
+    write_rendered_sst2(tmp_path, rng)
+    assert load_full("rendered_sst2", tmp_path).classes == prompts.RENDERED_SST2_CLASSNAMES
+    assert [c.split(" - ")[0] for c in torchvision.datasets.MNIST.classes] == prompts.MNIST_CLASSNAMES
+
+
+def test_labels_mean_what_the_class_names_say(tmp_path, skip_md5):
+    rng = np.random.default_rng(0)
+    write_clevr(tmp_path, rng)  # val image i holds 3 + i objects
+    data = load_classification("clevr_counts", tmp_path, "test")
+    assert [data.classnames[label] for _, label in data.dataset] == ["3", "4"]
+    write_svhn(tmp_path, rng)  # SVHN stores the digit 0 as 10
+    data = load_classification("svhn", tmp_path, "train")
+    assert [data.classnames[label] for _, label in data.dataset] == ["0", "1", "9"]
+    write_cars(tmp_path, rng)  # class ids 1-196 in the .mat file
+    data = load_classification("cars", tmp_path, "train")
+    assert [data.classnames[label] for _, label in data.dataset] == ["smart fortwo Convertible 2012",
+                                                                     "AM General Hummer SUV 2000"]
+    write_flowers(tmp_path, rng)
+    data = load_classification("flowers", tmp_path, "test")
+    assert [data.classnames[label] for _, label in data.dataset] == ["trumpet creeper", "blackberry lily"]
+    write_fer2013(tmp_path, rng)
+    data = load_classification("fer2013", tmp_path, "test")  # PublicTest + PrivateTest
+    assert [data.classnames[label] for _, label in data.dataset] == ["angry", "surprised"]
+    write_imagenet(tmp_path, rng)
+    full = load_full("imagenet", tmp_path)
+    assert full.wnids == sorted(full.wnids) and full.classes[0] == ("class 0", "another name")
+    assert len(full) == 1000 and sorted(full.targets) == list(range(1000))
+
+
+def test_fer2013_test_csv_without_labels_says_which_file_to_get(tmp_path, skip_md5):
+    rng = np.random.default_rng(0)
+    write_fer2013(tmp_path, rng)
+    (tmp_path / "fer2013" / "fer2013.csv").rename(tmp_path / "fer2013" / "test.csv")  # as Kaggle's test.csv: no labels
+    with pytest.raises(FileNotFoundError, match="test.csv has no labels; put fer2013.csv or icml_face_data.csv"):
+        load_classification("fer2013", tmp_path, "test")
+
+
+def test_seeded_splits_are_the_same_on_every_machine(tmp_path, monkeypatch):
+    """torchvision lists SUN397's images in file-system order; minclip sorts them, so the split cannot depend on it."""
+    write_sun397(tmp_path, np.random.default_rng(0))
+    def held_out():
+        test = load_classification("sun397", tmp_path, "test").dataset
+        return [test.dataset._image_files[i] for i in test.indices]
+
+    files = held_out()
+    rglob = pathlib.Path.rglob
+    monkeypatch.setattr(pathlib.Path, "rglob", lambda self, pattern: reversed(list(rglob(self, pattern))))
+    assert held_out() == files and len(files) == 1
 
 
 @pytest.fixture

@@ -1,11 +1,12 @@
 """OpenAI's zero-shot prompt templates (CLIP §3.1.4), as data: "{}" marks the class name.
 
 Averaging the embeddings of many templates ("prompt ensembling") added 3.5% on ImageNet over one template (§3.1.4).
-The lists come from OpenAI's CLIP repository (data/prompts.md, notebooks/Prompt_Engineering_for_ImageNet.ipynb).
-The 80 ImageNet templates are copied from open_clip's `zero_shot_metadata.py` (a test checks the copy); open_clip is
-only a development dependency, so minclip keeps its own copy. Class names OpenAI changed for readability
-(EuroSAT, MNIST) are here too; the other datasets' class names come from torchvision.
+The lists come from OpenAI's CLIP repository (data/prompts.md, notebooks/Prompt_Engineering_for_ImageNet.ipynb;
+MIT license, Copyright (c) 2021 OpenAI). The 80 ImageNet templates are copied from open_clip's `zero_shot_metadata.py`
+(a test checks the copy); open_clip is only a development dependency, so minclip keeps its own copy. The class names
+are in prompts.py.
 """
+from minclip.data.prompts import EUROSAT_CLASSNAMES, MNIST_CLASSNAMES  # noqa: F401 (older code imports them from here)
 
 CIFAR_TEMPLATES = [  # the 18 templates for CIFAR-10 and CIFAR-100
     "a photo of a {}.", "a blurry photo of a {}.", "a black and white photo of a {}.",
@@ -47,14 +48,37 @@ IMAGENET_TEMPLATES = [  # the 80 templates for ImageNet
 ]
 
 STL10_TEMPLATES = ["a photo of a {}.", "a photo of the {}."]
-MNIST_TEMPLATES = ['a photo of the number: "{}".']
+SUN397_TEMPLATES = STL10_TEMPLATES  # OpenAI uses the same two for SUN397
+MNIST_TEMPLATES = ['a photo of the number: "{}".']  # also for SVHN, for which OpenAI gives none
 EUROSAT_TEMPLATES = ["a centered satellite photo of {}.", "a centered satellite photo of a {}.",
                      "a centered satellite photo of the {}."]
 PETS_TEMPLATES = ["a photo of a {}, a type of pet."]
-
-MNIST_CLASSNAMES = [str(digit) for digit in range(10)]
-EUROSAT_CLASSNAMES = [  # in the order of torchvision's EuroSAT folders (AnnualCrop, Forest, ...)
-    "annual crop land", "forest", "brushland or shrubland", "highway or road",
-    "industrial buildings or commercial buildings", "pasture land", "permanent crop land",
-    "residential buildings or homes or apartments", "river", "lake or sea",
+FOOD101_TEMPLATES = ["a photo of {}, a type of food."]
+FLOWERS_TEMPLATES = ["a photo of a {}, a type of flower."]
+AIRCRAFT_TEMPLATES = ["a photo of a {}, a type of aircraft.", "a photo of the {}, a type of aircraft."]
+CARS_TEMPLATES = ["a photo of a {}.", "a photo of the {}.", "a photo of my {}.", "i love my {}!",
+                  "a photo of my dirty {}.", "a photo of my clean {}.", "a photo of my new {}.",
+                  "a photo of my old {}."]
+DTD_TEMPLATES = ["a photo of a {} texture.", "a photo of a {} pattern.", "a photo of a {} thing.",
+                 "a photo of a {} object.", "a photo of the {} texture.", "a photo of the {} pattern.",
+                 "a photo of the {} thing.", "a photo of the {} object."]
+CALTECH101_TEMPLATES = [
+    "a photo of a {}.", "a painting of a {}.", "a plastic {}.", "a sculpture of a {}.", "a sketch of a {}.",
+    "a tattoo of a {}.", "a toy {}.", "a rendition of a {}.", "a embroidered {}.", "a cartoon {}.",
+    "a {} in a video game.", "a plushie {}.", "a origami {}.", "art of a {}.", "graffiti of a {}.",
+    "a drawing of a {}.", "a doodle of a {}.", "a photo of the {}.", "a painting of the {}.", "the plastic {}.",
+    "a sculpture of the {}.", "a sketch of the {}.", "a tattoo of the {}.", "the toy {}.", "a rendition of the {}.",
+    "the embroidered {}.", "the cartoon {}.", "the {} in a video game.", "the plushie {}.", "the origami {}.",
+    "art of the {}.", "graffiti of the {}.", "a drawing of the {}.", "a doodle of the {}.",
 ]
+FER2013_TEMPLATES = ["a photo of a {} looking face.", "a photo of a face showing the emotion: {}.",
+                     "a photo of a face looking {}.", "a face that looks {}.", "they look {}.",
+                     "look at how {} they are."]
+GTSRB_TEMPLATES = ['a zoomed in photo of a "{}" traffic sign.', 'a centered photo of a "{}" traffic sign.',
+                   'a close up photo of a "{}" traffic sign.']
+COUNTRY211_TEMPLATES = ["a photo i took in {}.", "a photo i took while visiting {}.",
+                        "a photo from my home country of {}.", "a photo from my visit to {}.",
+                        "a photo showing the country of {}."]
+PCAM_TEMPLATES = ["this is a photo of {}"]
+CLEVR_COUNTS_TEMPLATES = ["a photo of {} objects."]
+RENDERED_SST2_TEMPLATES = ["a {} review of a movie."]
