@@ -1,4 +1,5 @@
-"""Evaluate a trained CLIP on ShapeWorld: `python -m minclip.eval --checkpoint DIR --task zeroshot`.
+"""Evaluate a trained CLIP on ShapeWorld: `python -m minclip.eval --checkpoint DIR --task zeroshot`, or any model on a
+suite of datasets: `python -m minclip.eval --checkpoint DIR [DIR ...] --suite shapeworld-12 --out OUT`.
 
 Tasks (each prints a table and writes DIR/eval_TASK.json and DIR/eval_TASK.png, or into --out):
     zeroshot    64-class colour-shape accuracy on seen and held-out pairs, the specialised tasks, and the prompt
@@ -8,16 +9,24 @@ Tasks (each prints a table and writes DIR/eval_TASK.json and DIR/eval_TASK.png, 
     lowshot     probe accuracy at 1-16 shots and all, and where it crosses zero-shot (§3.1.5)
     robustness  accuracy on every domain, zero-shot and for a probe fitted on photos only, and effective robustness
                 against a line fitted over in-distribution probes (§3.3, Fig. 13)
+
+Suites (--suite; minclip/suite.py): shapeworld-12, shapeworld-27 (offline), kornblith-12, clip-27 (torchvision, with
+--root and --download). Zero-shot where the model reads text, and a linear probe (C swept on the validation split),
+on every dataset; --shots 1,2,4,8,16 adds k-shot probes. Writes OUT/suite.json (one row per model, dataset and task)
+and OUT/suite.png, and keeps image features in OUT/features/ for the next run. Every objective's run folder works
+(CLIP, SigLIP, SimCLR, MAE, supervised, LiT, ...); --pretrained vit-b-32 reads open_clip/OpenAI weight files.
 """
 import argparse
+import datetime
 import json
+import os
 import sys
 from pathlib import Path
 
 import torch
 
-from . import plots
-from .checkpoint import load
+from . import plots, suite
+from .checkpoint import checkpoint_file, load
 from .data import ShapeWorld
 from .data.shapeworld import TASKS as CLASSNAMES
 from .parallel import resolve_device
@@ -141,46 +150,150 @@ class Parser(argparse.ArgumentParser):
 
 def check_flags(args) -> None:
     """A flag out of range -> a ValueError that says what it must be."""
+    if args.seed < 0:
+        raise ValueError(f"--seed {args.seed}: seeds are non-negative integers")
+    if args.suite:
+        suite.check_suite(args.suite)
+        if args.task is not None:
+            raise ValueError("--task and --suite do not go together: a suite runs zero-shot and the linear probe on "
+                             "each of its datasets (and k-shot probes with --shots); drop --task")
+        if args.n < suite.MIN_TEST:
+            raise ValueError(f"--n {args.n} is too small for a suite: each ShapeWorld dataset's test split needs "
+                             f"--n >= {suite.MIN_TEST} images (one per class of its largest class list)")
+        args.shots = parse_shots(args.shots)
+        return
+    if args.shots:
+        raise ValueError("--shots adds k-shot probes to a suite; pass --suite too (or use --task lowshot)")
+    if args.pretrained:
+        raise ValueError("--pretrained reads weight files for a suite; pass --suite too")
+    if len(args.checkpoint) > 1:
+        raise ValueError(f"{len(args.checkpoint)} checkpoints given; --task evaluates one (a suite takes several)")
+    args.task = args.task or "zeroshot"
     if args.task not in TASKS:
         raise ValueError(f"unknown --task {args.task!r}; choose one of {', '.join(TASKS)}")
     if args.n < MIN_N[args.task]:
         raise ValueError(f"--n {args.n} is too small for --task {args.task}: it needs --n >= {MIN_N[args.task]} "
                          f"(each task's minimum: {MINIMA})")
-    if args.seed < 0:
-        raise ValueError(f"--seed {args.seed}: seeds are non-negative integers")
+
+
+def parse_shots(text: str) -> list:
+    """"1,2,4" -> [1, 2, 4]; anything but positive whole numbers is refused."""
+    try:
+        shots = [int(k) for k in text.split(",")] if text else []
+    except ValueError:
+        shots = [0]
+    if any(k < 1 for k in shots) or max(shots, default=0) > suite.Sizes().train // suite.MIN_TEST:
+        raise ValueError(f"--shots {text!r}: pass examples per class as comma-separated whole numbers from 1 to "
+                         f"{suite.Sizes().train // suite.MIN_TEST}, e.g. 1,2,4,8,16")
+    return sorted(set(shots))
 
 
 def output_folder(args) -> Path:
     """--out, or the run folder, created now: a folder that cannot be written is refused before any result is
     computed (which takes minutes), not after."""
-    ckpt = Path(args.checkpoint)
+    ckpt = Path(args.checkpoint[0])
     out = Path(args.out) if args.out else (ckpt if ckpt.is_dir() else ckpt.parent)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as error:  # --out names a file (FileExistsError), or a folder we may not write
         why = "it is a file" if out.is_file() else error.strerror.lower()
-        raise ValueError(f"--out {out} cannot be the output folder ({why}); pass a folder: eval_{args.task}.json "
-                         "and .png are written into it") from None
+        what = "suite.json" if args.suite else f"eval_{args.task}.json"
+        raise ValueError(f"--out {out} cannot be the output folder ({why}); pass a folder: {what} and .png are "
+                         "written into it") from None
     return out
+
+
+def load_model(path: str, pretrained: str = ""):
+    """(model, tokenizer, preprocess) of a run folder or checkpoint, or with --pretrained PRESET of an
+    open_clip/OpenAI weight file (minclip.pretrained.from_open_clip, OpenAI's tokenizer)."""
+    if not pretrained:
+        return load(path)
+    from .data.transforms import clip_preprocess
+    from .pretrained import from_open_clip
+    from .tokenizer import CLIPTokenizer
+
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"--pretrained {pretrained}: {path} is not a weight file; pass the state dict that "
+                                "open_clip.create_model(..., pretrained='openai').state_dict() saved")
+    model = from_open_clip(path, pretrained).eval()
+    return model, CLIPTokenizer.from_openai_vocab(), clip_preprocess(model.config.vision.image_size)
+
+
+def model_names(paths) -> list:
+    """A short, unique name per checkpoint: its run folder's name (a file: folder/file)."""
+    names = []
+    for path in paths:
+        p = Path(path).resolve()
+        name = p.name if p.is_dir() else f"{p.parent.name}/{p.stem}"
+        names.append(name if name not in names else f"{name}#{len(names)}")
+    return names
+
+
+def model_id(path: str) -> str:
+    """Identifies a checkpoint's weights for the feature cache: the file, its size and modification time."""
+    file = checkpoint_file(path)
+    stat = os.stat(file)
+    return f"{Path(file).resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
+
+
+def run_suite(args, out: Path, models: list) -> None:
+    """Every model on every dataset of --suite -> OUT/suite.json and OUT/suite.png, and a table on stdout."""
+    sizes = suite.Sizes(test=args.n)
+    results = {"suite": args.suite, "date": datetime.date.today().isoformat(), "sizes": sizes._asdict(),
+               "shots": args.shots, "seed": args.seed, "models": {}, "rows": [], "timing": {}, "missing": {}}
+    for path, name, (model, tokenizer, preprocess) in models:
+        result = suite.evaluate_suite(model, tokenizer, preprocess, args.suite, name, args.shots, sizes, args.seed,
+                                      cache_dir=out / "features", model_id=model_id(path), root=args.root or None,
+                                      download=args.download)
+        results["models"][name] = {"checkpoint": str(path), "reads_text": tokenizer is not None}
+        results["rows"] += result["rows"]
+        results["timing"][name] = result["timing"]
+        results["missing"] = result["missing"]
+    results["summary"] = suite.summary(results["rows"])
+    (out / "suite.json").write_text(json.dumps(results, indent=2))
+    plots.suite_bars(results["rows"]).savefig(out / "suite.png", dpi=110, bbox_inches="tight")
+    print(suite.table(results["rows"]))
+    for name, reason in results["missing"].items():
+        print(f"missing {name}: {reason}")
+    print(f"wrote {out / 'suite.json'} and {out / 'suite.png'}")
 
 
 def main(argv=None) -> None:
     parser = Parser(prog="python -m minclip.eval", description=__doc__,
                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", required=True, help="a run folder or a checkpoint file")
-    parser.add_argument("--task", default="zeroshot", help="one of " + ", ".join(TASKS))
-    parser.add_argument("--n", type=int, default=2000, help=f"images per evaluation view (minimum: {MINIMA})")
+    parser.add_argument("--checkpoint", required=True, nargs="+",
+                        help="a run folder or a checkpoint file (several with --suite: one table, a row per model)")
+    parser.add_argument("--task", default=None, help="one of " + ", ".join(TASKS) + " (default zeroshot)")
+    parser.add_argument("--suite", default="", help="evaluate on a suite of datasets: " + ", ".join(suite.SUITES))
+    parser.add_argument("--shots", default="", help="with --suite: k-shot probes too, e.g. 1,2,4,8,16")
+    parser.add_argument("--pretrained", default="",
+                        help="with --suite: the checkpoints are open_clip/OpenAI weight files of this preset "
+                             "(vit-b-32, vit-b-16, rn50)")
+    parser.add_argument("--root", default="", help="with a real-data suite: where the datasets are (default: data/)")
+    parser.add_argument("--download", action="store_true",
+                        help="with a real-data suite: download the torchvision datasets that are not there yet")
+    parser.add_argument("--n", type=int, default=2000,
+                        help=f"images per evaluation view (minimum: {MINIMA}); with --suite: test images per "
+                             f"ShapeWorld dataset (train {suite.Sizes().train}, validation {suite.Sizes().val})")
     parser.add_argument("--seed", type=int, default=0, help="seeds every evaluation view and probe")
     parser.add_argument("--out", default="", help="folder for eval_TASK.json/.png (default: the run folder)")
     parser.add_argument("--device", default="cpu", help="auto, cpu, cuda, cuda:1, mps")
     args = parser.parse_args(argv)
     try:  # everything that can be wrong with the flags is found here, in seconds, before the evaluation runs
         check_flags(args)
-        evaluator = Evaluator(args.checkpoint, args.n, args.seed, resolve_device(args.device))
-        evaluator.check_task(args.task)
+        if args.suite:
+            device = resolve_device(args.device)
+            models = [(path, name, load_model(path, args.pretrained))
+                      for path, name in zip(args.checkpoint, model_names(args.checkpoint))]
+            models = [(path, name, (m.to(device), tok, pre)) for path, name, (m, tok, pre) in models]
+        else:
+            evaluator = Evaluator(args.checkpoint[0], args.n, args.seed, resolve_device(args.device))
+            evaluator.check_task(args.task)
         out = output_folder(args)
     except (ValueError, FileNotFoundError) as error:  # a bad flag, or a checkpoint that is not one
         sys.exit(f"error: {error}")
+    if args.suite:
+        return run_suite(args, out, models)
     result, figure = getattr(evaluator, args.task)()
     (out / f"eval_{args.task}.json").write_text(json.dumps(result, indent=2))
     figure.savefig(out / f"eval_{args.task}.png", dpi=120, bbox_inches="tight")

@@ -1,4 +1,5 @@
-"""The evaluation figures: similarity matrix, zero-shot predictions, low-shot curve, robustness scatter, prompts.
+"""The evaluation figures: similarity matrix, zero-shot predictions, low-shot curve, robustness scatter, prompts,
+suite bars.
 
 Each function returns a matplotlib Figure built without pyplot (no global state, no double display in Jupyter,
 no plt.show); save it with `fig.savefig(path)`. seaborn supplies the styling.
@@ -155,6 +156,27 @@ def prompt_ablation(results: dict) -> Figure:
         ax.set_ylim(0, 1.08)
         ax.set_xlabel("prompt")
         ax.set_ylabel("zero-shot top-1 accuracy")
+        fig.tight_layout()
+    return fig
+
+
+def suite_bars(rows: Sequence[dict]) -> Figure:
+    """One panel per task (zero-shot, linear probe, k-shot), one group of bars per dataset, one bar per model: the
+    rows of minclip.suite.evaluate_suite (each a dict with model, dataset, task and value)."""
+    tasks = list(dict.fromkeys(r["task"] for r in rows))
+    datasets = list(dict.fromkeys(r["dataset"] for r in rows))
+    with sns.axes_style(STYLE):
+        fig = Figure(figsize=(2 + 0.45 * len(datasets), 2.6 * len(tasks)))
+        axes = fig.subplots(len(tasks), 1, squeeze=False)[:, 0]
+        for ax, task in zip(axes, tasks):
+            mine = [r for r in rows if r["task"] == task]
+            sns.barplot(x=[r["dataset"] for r in mine], y=[r["value"] for r in mine], hue=[r["model"] for r in mine],
+                        order=datasets, ax=ax)
+            ax.set_ylim(0, 1.02)
+            ax.set_ylabel(task.replace("_", " ").replace("classification", ""), fontsize=9)
+            ax.tick_params(axis="x", labelrotation=90, labelsize=7)
+            ax.legend(fontsize=7, loc="upper right")
+        axes[0].set_title("accuracy per dataset (the dataset's metric)")
         fig.tight_layout()
     return fig
 
