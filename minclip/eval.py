@@ -293,7 +293,10 @@ def main(argv=None) -> None:
     except (ValueError, FileNotFoundError) as error:  # a bad flag, or a checkpoint that is not one
         sys.exit(f"error: {error}")
     if args.suite:
-        return run_suite(args, out, models)
+        try:
+            return run_suite(args, out, models)
+        except FileNotFoundError as error:  # real datasets not on disk: every one is named before any work
+            sys.exit(f"error: {error}")
     result, figure = getattr(evaluator, args.task)()
     (out / f"eval_{args.task}.json").write_text(json.dumps(result, indent=2))
     figure.savefig(out / f"eval_{args.task}.png", dpi=120, bbox_inches="tight")

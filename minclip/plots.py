@@ -161,22 +161,28 @@ def prompt_ablation(results: dict) -> Figure:
 
 
 def suite_bars(rows: Sequence[dict]) -> Figure:
-    """One panel per task (zero-shot, linear probe, k-shot), one group of bars per dataset, one bar per model: the
-    rows of minclip.suite.evaluate_suite (each a dict with model, dataset, task and value)."""
-    tasks = list(dict.fromkeys(r["task"] for r in rows))
+    """Accuracy per dataset: the rows of minclip.suite.evaluate_suite (dicts with model, dataset, task and value).
+
+    One model: one panel, a bar per task (zero-shot, probe, k-shot) for each dataset. Several: a panel per task,
+    a bar per model."""
+    short = {"zeroshot_classification": "zero-shot", "linear_probe": "linear probe"}
+    label = lambda task: short.get(task, task.replace("linear_probe_", "probe ").replace("shot", "-shot"))
     datasets = list(dict.fromkeys(r["dataset"] for r in rows))
+    models = list(dict.fromkeys(r["model"] for r in rows))
+    panels = [(None, rows)] if len(models) == 1 else [
+        (task, [r for r in rows if r["task"] == task]) for task in dict.fromkeys(r["task"] for r in rows)]
     with sns.axes_style(STYLE):
-        fig = Figure(figsize=(2 + 0.45 * len(datasets), 2.6 * len(tasks)))
-        axes = fig.subplots(len(tasks), 1, squeeze=False)[:, 0]
-        for ax, task in zip(axes, tasks):
-            mine = [r for r in rows if r["task"] == task]
-            sns.barplot(x=[r["dataset"] for r in mine], y=[r["value"] for r in mine], hue=[r["model"] for r in mine],
-                        order=datasets, ax=ax)
+        fig = Figure(figsize=(2 + 0.45 * len(datasets), 1.2 + 2.4 * len(panels)))
+        axes = fig.subplots(len(panels), 1, squeeze=False, sharex=True)[:, 0]
+        for ax, (task, mine) in zip(axes, panels):
+            hue = [label(r["task"]) if task is None else r["model"] for r in mine]
+            sns.barplot(x=[r["dataset"] for r in mine], y=[r["value"] for r in mine], hue=hue, order=datasets, ax=ax)
             ax.set_ylim(0, 1.02)
-            ax.set_ylabel(task.replace("_", " ").replace("classification", ""), fontsize=9)
-            ax.tick_params(axis="x", labelrotation=90, labelsize=7)
-            ax.legend(fontsize=7, loc="upper right")
-        axes[0].set_title("accuracy per dataset (the dataset's metric)")
+            ax.set_ylabel("accuracy" if task is None else label(task))
+            ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+        axes[-1].tick_params(axis="x", labelrotation=90, labelsize=8)
+        axes[0].set_title(f"{models[0] if len(models) == 1 else 'models'}: each dataset's metric (top-1, or mean "
+                          "per-class recall where the paper uses it)", fontsize=10)
         fig.tight_layout()
     return fig
 

@@ -270,16 +270,23 @@ def evaluate_suite(model, tokenizer, preprocess, suite: str, model_name: str = "
 
     names = check_suite(suite)
     image_size = model.config.vision.image_size
-    rows, timing, missing = [], {"render": 0.0, "features": 0.0, "zeroshot": 0.0, "probes": 0.0}, {}
-    for name in tqdm(names, desc=f"{model_name} on {suite}", unit="dataset", disable=not progress):
-        if name not in SHAPEWORLD and name in real.MISSING:
-            missing[name] = real.MISSING[name]
-            continue
+    missing = {name: real.MISSING[name] for name in names if name in real.MISSING}
+    # Open every real dataset first: a missing file or library is reported in seconds, all at once, not an hour in.
+    opened, problems = {}, []
+    for name in names:
+        if name not in SHAPEWORLD and name not in missing:
+            try:
+                opened[name] = real_dataset(name, image_size, root, download)
+            except (FileNotFoundError, ImportError, ValueError) as error:
+                problems.append(f"{name}: {error}")
+    if problems:
+        raise FileNotFoundError(f"{len(problems)} dataset(s) of {suite} cannot be opened:\n" + "\n".join(problems)
+                                + "\n(download=True, or --download on the command line, fetches what torchvision can)")
+    rows, timing = [], {"render": 0.0, "features": 0.0, "zeroshot": 0.0, "probes": 0.0}
+    for name in tqdm([n for n in names if n not in missing], desc=f"{model_name} on {suite}", unit="dataset",
+                     disable=not progress):
         t0 = time.perf_counter()
-        if name in SHAPEWORLD:
-            data = shapeworld_dataset(name, image_size, sizes, seed)
-        else:
-            data = real_dataset(name, image_size, root, download)
+        data = opened[name] if name in opened else shapeworld_dataset(name, image_size, sizes, seed)
         t1 = time.perf_counter()
         cached = None
         if cache_dir is not None and model_id is not None:
@@ -310,17 +317,23 @@ def summary(rows: list) -> dict:
 
 
 def table(rows: list) -> str:
-    """A text table: one line per dataset, one column per (model, task), and the suite mean last."""
+    """A text table: one line per dataset, one column per (model, task), and the suite mean last. With several
+    models, columns are headed A, B, ... and a key line names them."""
     columns = list(dict.fromkeys((r["model"], r["task"]) for r in rows))
+    models = list(dict.fromkeys(r["model"] for r in rows))
+    letter = {m: chr(ord("A") + i % 26) + ("" if i < 26 else str(i // 26)) for i, m in enumerate(models)}
     values = {(r["dataset"], r["model"], r["task"]): r["value"] for r in rows}
     datasets = list(dict.fromkeys(r["dataset"] for r in rows))
     short = {"zeroshot_classification": "zero-shot", "linear_probe": "probe"}
-    heads = [f"{m} {short.get(t, t.removeprefix('linear_probe_'))}" for m, t in columns]
-    width = max(12, *(len(h) for h in heads))
+    heads = [(f"{letter[m]} " if len(models) > 1 else "") + short.get(t, t.removeprefix("linear_probe_"))
+             for m, t in columns]
+    width = max(9, *(len(h) for h in heads))
     lines = [f"{'dataset':24s}" + "".join(f"{h:>{width + 2}s}" for h in heads)]
     for d in datasets:
         cells = [values.get((d, m, t)) for m, t in columns]
         lines.append(f"{d:24s}" + "".join(f"{'-' if v is None else f'{100 * v:.1f}':>{width + 2}s}" for v in cells))
     means = summary(rows)
     lines.append(f"{'mean':24s}" + "".join(f"{100 * means[m][t]:>{width + 2}.1f}" for m, t in columns))
+    if len(models) > 1:
+        lines.append("models: " + ", ".join(f"{letter[m]} = {m}" for m in models))
     return "\n".join(lines)

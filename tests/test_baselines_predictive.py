@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from baselines import bow_contrastive, bow_prediction, captioning, common
-from minclip import CLIPConfig, checkpoint, eval as minclip_eval
+from minclip import CLIPConfig, checkpoint, eval as minclip_eval, suite
 from minclip.data import ShapeWorld
 from minclip.tokenizer import make_tokenizer
 from minclip.zeroshot import prompt_likelihoods, scores_likelihood
@@ -169,6 +169,11 @@ def test_a_run_trains_loads_and_evaluates(module, tmp_path, monkeypatch):
     minclip_eval.main(["--checkpoint", str(out), "--task", "zeroshot", "--n", "64", "--out", str(tmp_path / "e")])
     result = json.loads((tmp_path / "e" / "eval_zeroshot.json").read_text())
     assert 0 <= result["color_shape seen"] <= 1 and "prompts: ensemble" in result
+    monkeypatch.setitem(suite.SUITES, "shapeworld-12", ["color-photo"])  # and a suite: zero-shot and the probe
+    minclip_eval.main(["--checkpoint", str(out), "--suite", "shapeworld-12", "--n", "64", "--out", str(tmp_path / "s")])
+    rows = json.loads((tmp_path / "s" / "suite.json").read_text())["rows"]
+    assert [r["task"] for r in rows] == ["zeroshot_classification", "linear_probe"]
+    assert all(0 <= r["value"] <= 1 for r in rows)
 
 
 def test_a_checkpoint_may_name_only_a_minclip_or_baselines_builder(tmp_path):

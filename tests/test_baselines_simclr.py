@@ -106,6 +106,14 @@ def test_resume_is_bit_identical_and_the_run_loads(tmp_path, crash_after):
     assert saved["method"] == "simclr" and saved["model"]["hidden"] == 32
     lines = (tmp_path / "straight" / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(line)["step"] for line in lines] == [1, 2, 3, 4]
+    # minclip.eval --suite opens an image-only run through its builder: probe rows, no zero-shot
+    from minclip import eval as minclip_eval, suite
+    with pytest.MonkeyPatch.context() as m:
+        m.setitem(suite.SUITES, "shapeworld-12", ["shape-photo"])
+        minclip_eval.main(["--checkpoint", str(tmp_path / "straight"), "--suite", "shapeworld-12", "--n", "200",
+                           "--out", str(tmp_path / "eval")])
+    rows = json.loads((tmp_path / "eval" / "suite.json").read_text())["rows"]
+    assert [(r["dataset"], r["task"]) for r in rows] == [("shape-photo", "linear_probe")]
 
 
 def test_cli_refuses_bad_flags_with_the_fix(tmp_path, capsys):

@@ -157,17 +157,19 @@ def test_features_are_cached_and_reused(tiny, tmp_path, monkeypatch):
     assert set(first["timing"]) == {"render", "features", "zeroshot", "probes"}
 
 
+@pytest.mark.slow
 def test_cli_writes_suite_json_and_png_for_several_models(run_dir, tmp_path, monkeypatch, capsys):
-    monkeypatch.setitem(suite.SUITES, "shapeworld-12", ["color-photo", "count-photo"])  # two datasets: quick
-    monkeypatch.setattr(suite, "Sizes", lambda test=300: SMALL._replace(test=test))
-    main(["--checkpoint", str(run_dir), str(run_dir / "checkpoint.pt"), "--suite", "shapeworld-12", "--n", "300",
+    """The CI's smoke run of the whole shapeworld-12 suite, at small sizes, for two checkpoints at once."""
+    sizes = suite.Sizes
+    monkeypatch.setattr(suite, "Sizes", lambda test=112: sizes(train=280, val=112, test=test))  # 5 / 2 per class
+    main(["--checkpoint", str(run_dir), str(run_dir / "checkpoint.pt"), "--suite", "shapeworld-12", "--n", "112",
           "--shots", "2", "--out", str(tmp_path)])
     result = json.loads((tmp_path / "suite.json").read_text())
     assert (tmp_path / "suite.png").stat().st_size > 1000
     models = list(result["models"])
     assert len(models) == 2 and models[0] != models[1]
     assert {(r["model"], r["dataset"], r["task"]) for r in result["rows"]} == {
-        (m, d, t) for m in models for d in ("color-photo", "count-photo")
+        (m, d, t) for m in models for d in suite.SUITES["shapeworld-12"]
         for t in ("zeroshot_classification", "linear_probe", "linear_probe_2shot")}
     for r in result["rows"]:
         assert {"dataset", "task", "metric", "value", "n_test", "seconds"} <= set(r)
@@ -227,3 +229,12 @@ def test_a_real_dataset_goes_through_the_same_suite_and_missing_ones_are_named(t
     assert "not in torchvision" in result["missing"]["birdsnap"]
     with pytest.raises(ValueError, match="birdsnap .Birdsnap. is not available"):
         suite.real_dataset("birdsnap", 32)
+
+
+def test_real_datasets_that_cannot_be_opened_are_all_named_before_any_work(tiny, tmp_path, monkeypatch):
+    model, tokenizer, preprocess = tiny
+    monkeypatch.setitem(suite.SUITES, "kornblith-12", ["color-photo", "cifar10", "dtd", "birdsnap"])
+    monkeypatch.setattr(suite, "_features", lambda *a, **k: pytest.fail("features computed before the check"))
+    with pytest.raises(FileNotFoundError, match=r"2 dataset\(s\) of kornblith-12 cannot be opened:\ncifar10: .*"
+                                                r"download=True.*\ndtd: "):
+        suite.evaluate_suite(model, tokenizer, preprocess, "kornblith-12", root=tmp_path, progress=False)
