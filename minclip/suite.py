@@ -14,7 +14,8 @@ For each dataset, in order:
 3. a linear probe: features standardised on train + validation (as MAE's probe, and so that one C grid serves
    every model), C swept on the validation split, the probe refitted on train + validation, scored on test;
 4. on request, k-shot probes on k training images per class (3 draws each, C = FEW_SHOT_C).
-Every score is reported as top-1, top-5 and mean per-class recall; `value` is the dataset's own metric.
+Every score is reported as top-1, top-5 and mean per-class recall; `value` is the dataset's own metric. Tasks are
+named as CLIP_benchmark names them: zeroshot_classification, linear_probe, and linear_probe_{k}shot.
 """
 import hashlib
 import json
@@ -95,7 +96,6 @@ SUITES = {
 SUITES["clip-27"] = SUITES["kornblith-12"] + ["mnist", "fer2013", "stl10", "eurosat", "resisc45", "gtsrb",
                                               "kitti_distance", "country211", "pcam", "ucf101", "kinetics700",
                                               "clevr_counts", "hateful_memes", "rendered_sst2", "imagenet"]
-TASK_NAMES = ("zeroshot_classification", "linear_probe")  # CLIP_benchmark's names; k-shot: linear_probe_{k}shot
 # The C grid for standardised features: decades from 1e-4 to 1e3 (OpenAI's search also starts from decades, CLIP
 # Appendix A.3). Half decades would double the cost for a fraction of a point; large C, weak regularisation, is
 # the slow end (a weak model's features want it, and L-BFGS needs many more steps there).
@@ -212,8 +212,9 @@ def evaluate_dataset(model, tokenizer, preprocess, name: str, data: Prepared, fe
         t0 = time.perf_counter()
         test = data.splits["test"]
         if scores_likelihood(model):  # a captioning / bag-of-words-prediction model scores prompts, from the pixels
-            images = test[0] if isinstance(test, tuple) else torch.stack([x for x, _ in test])
-            logits = zeroshot_logits(model, tokenizer, images, data.classnames, data.templates, preprocess)
+            batches = [test[0]] if isinstance(test, tuple) else (x for x, _ in torch.utils.data.DataLoader(test, 256))
+            logits = torch.cat([zeroshot_logits(model, tokenizer, images, data.classnames, data.templates, preprocess)
+                                for images in batches])
         else:  # logits = test features @ the prompt-ensemble classifier
             logits = zeroshot_logits(model, tokenizer, None, data.classnames, data.templates, preprocess, fte)
         rows.append(_row(model_name, name, "zeroshot_classification", classification_metrics(logits.cpu(), yte),
