@@ -18,6 +18,7 @@ import torch
 
 from minclip import suite, zoo
 from minclip.checkpoint import load
+from minclip.probe import standardize
 
 
 def sklearn_sweep(ztr, ytr, zva, yva, zte, yte) -> tuple:
@@ -49,9 +50,9 @@ def main() -> None:
     for name in args.suites.split(","):
         t0 = time.perf_counter()
         result = suite.evaluate_suite(model, tokenizer, preprocess, name, progress=False)
-        means = suite.summary(result["rows"])["model"]
+        means = suite.summary(result.rows)["model"]
         print(json.dumps({"bench": "suite_speed", "suite": name, "seconds": round(time.perf_counter() - t0, 1),
-                          **result["timing"], "threads": torch.get_num_threads(),
+                          **result.timing, "threads": torch.get_num_threads(),
                           "mean": {task: round(v, 4) for task, v in means.items()}}), flush=True)
     rows = []
     for name in suite.SUITES["shapeworld-12"][:args.sklearn_datasets]:
@@ -61,9 +62,7 @@ def main() -> None:
         ours = suite.evaluate_dataset(model, None, preprocess, name, data, features)[0]
         ours_s = time.perf_counter() - t0
         (ftr, ytr), (fva, yva), (fte, yte) = features
-        both = torch.cat([ftr, fva])
-        mean, std = both.mean(0), both.std(0, correction=0).clamp_min(1e-6)
-        z = [(f - mean) / std for f in (ftr, fva, fte)]
+        z = standardize(torch.cat([ftr, fva]), ftr, fva, fte)[1:]
         accuracy, C, sk_s = sklearn_sweep(z[0], ytr, z[1], yva, z[2], yte)
         rows.append({"dataset": name, "minclip_s": round(ours_s, 2), "sklearn_s": round(sk_s, 2),
                      "minclip_acc": round(ours["top1"], 4), "sklearn_acc": round(accuracy, 4),

@@ -149,7 +149,8 @@ class Parser(argparse.ArgumentParser):
 
 
 def check_flags(args) -> None:
-    """A flag out of range -> a ValueError that says what it must be."""
+    """A flag out of range -> a ValueError that says what it must be. Also fills in what the flags leave implicit:
+    --task's default (zeroshot, without --suite) and --shots as a list."""
     if args.seed < 0:
         raise ValueError(f"--seed {args.seed}: seeds are non-negative integers")
     if args.suite:
@@ -157,15 +158,18 @@ def check_flags(args) -> None:
         if args.task is not None:
             raise ValueError("--task and --suite do not go together: a suite runs zero-shot and the linear probe on "
                              "each of its datasets (and k-shot probes with --shots); drop --task")
-        if args.n < suite.MIN_TEST:
+        if args.n < suite.SEEN_PAIRS:
             raise ValueError(f"--n {args.n} is too small for a suite: each ShapeWorld dataset's test split needs "
-                             f"--n >= {suite.MIN_TEST} images (one per class of its largest class list)")
+                             f"--n >= {suite.SEEN_PAIRS} images (one per class of its largest class list)")
+        if args.workers < 0:
+            raise ValueError(f"--workers {args.workers}: pass 0 (decode in this process) or more")
         args.shots = parse_shots(args.shots)
         return
     if args.shots:
         raise ValueError("--shots adds k-shot probes to a suite; pass --suite too (or use --task lowshot)")
-    if args.pretrained:
-        raise ValueError("--pretrained reads weight files for a suite; pass --suite too")
+    for flag, value in (("--pretrained", args.pretrained), ("--root", args.root), ("--download", args.download)):
+        if value:
+            raise ValueError(f"{flag} is for a suite (--suite); the --task evaluations read ShapeWorld only")
     if len(args.checkpoint) > 1:
         raise ValueError(f"{len(args.checkpoint)} checkpoints given; --task evaluates one (a suite takes several)")
     args.task = args.task or "zeroshot"
@@ -177,14 +181,15 @@ def check_flags(args) -> None:
 
 
 def parse_shots(text: str) -> list:
-    """"1,2,4" -> [1, 2, 4]; anything but positive whole numbers is refused."""
+    """"1,2,4" -> [1, 2, 4]; anything but positive whole numbers is refused. A dataset with fewer training images
+    of some class than k gets no k-shot row (ShapeWorld's have 20 a class)."""
+    bad = ValueError(f"--shots {text!r}: pass examples per class as comma-separated whole numbers, e.g. 1,2,4,8,16")
     try:
         shots = [int(k) for k in text.split(",")] if text else []
     except ValueError:
-        shots = [0]
-    if any(k < 1 for k in shots) or max(shots, default=0) > suite.Sizes().train // suite.MIN_TEST:
-        raise ValueError(f"--shots {text!r}: pass examples per class as comma-separated whole numbers from 1 to "
-                         f"{suite.Sizes().train // suite.MIN_TEST}, e.g. 1,2,4,8,16")
+        raise bad from None
+    if any(k < 1 for k in shots):
+        raise bad
     return sorted(set(shots))
 
 
@@ -236,20 +241,23 @@ def model_id(path: str) -> str:
     return f"{Path(file).resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
 
 
-def run_suite(args, out: Path, models: list) -> None:
-    """Every model on every dataset of --suite -> OUT/suite.json and OUT/suite.png, and a table on stdout."""
+def run_suite(args, out: Path, models: list, device) -> None:
+    """Every model on every dataset of --suite -> OUT/suite.json and OUT/suite.png, and a table on stdout. Each model
+    goes to the device for its turn only, so that several large ones need not fit at once."""
     sizes = suite.Sizes(test=args.n)
     results = {"suite": args.suite, "date": datetime.date.today().isoformat(), "sizes": sizes._asdict(),
                "shots": args.shots, "seed": args.seed, "models": {}, "rows": [], "timing": {}, "missing": {}}
     for path, name, (model, tokenizer, preprocess) in models:
-        result = suite.evaluate_suite(model, tokenizer, preprocess, args.suite, name, args.shots, sizes, args.seed,
-                                      cache_dir=out / "features", model_id=model_id(path), root=args.root or None,
-                                      download=args.download)
+        result = suite.evaluate_suite(model.to(device), tokenizer, preprocess, args.suite, name, args.shots, sizes,
+                                      args.seed, cache_dir=out / "features", model_id=model_id(path),
+                                      root=args.root or None, download=args.download, workers=args.workers)
+        model.cpu()
         results["models"][name] = {"checkpoint": str(path), "reads_text": tokenizer is not None}
-        results["rows"] += result["rows"]
-        results["timing"][name] = result["timing"]
-        results["missing"] = result["missing"]
+        results["rows"] += result.rows
+        results["timing"][name] = result.timing
+        results["missing"] = result.missing
     results["summary"] = suite.summary(results["rows"])
+    results["n_datasets"] = len({row["dataset"] for row in results["rows"]})
     (out / "suite.json").write_text(json.dumps(results, indent=2))
     plots.suite_bars(results["rows"]).savefig(out / "suite.png", dpi=110, bbox_inches="tight")
     print(suite.table(results["rows"]))
@@ -272,6 +280,8 @@ def main(argv=None) -> None:
     parser.add_argument("--root", default="", help="with a real-data suite: where the datasets are (default: data/)")
     parser.add_argument("--download", action="store_true",
                         help="with a real-data suite: download the torchvision datasets that are not there yet")
+    parser.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1),
+                        help="with a real-data suite: processes that decode its images (default: min(8, CPUs))")
     parser.add_argument("--n", type=int, default=2000,
                         help=f"images per evaluation view (minimum: {MINIMA}); with --suite: test images per "
                              f"ShapeWorld dataset (train {suite.Sizes().train}, validation {suite.Sizes().val})")
@@ -281,11 +291,10 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     try:  # everything that can be wrong with the flags is found here, in seconds, before the evaluation runs
         check_flags(args)
-        if args.suite:
+        if args.suite:  # every checkpoint is opened (on the CPU) before the first is evaluated
             device = resolve_device(args.device)
             models = [(path, name, load_model(path, args.pretrained))
                       for path, name in zip(args.checkpoint, model_names(args.checkpoint))]
-            models = [(path, name, (m.to(device), tok, pre)) for path, name, (m, tok, pre) in models]
         else:
             evaluator = Evaluator(args.checkpoint[0], args.n, args.seed, resolve_device(args.device))
             evaluator.check_task(args.task)
@@ -294,7 +303,7 @@ def main(argv=None) -> None:
         sys.exit(f"error: {error}")
     if args.suite:
         try:
-            return run_suite(args, out, models)
+            return run_suite(args, out, models, device)
         except FileNotFoundError as error:  # real datasets not on disk: every one is named before any work
             sys.exit(f"error: {error}")
     result, figure = getattr(evaluator, args.task)()

@@ -165,8 +165,8 @@ def suite_bars(rows: Sequence[dict]) -> Figure:
 
     One model: one panel, a bar per task (zero-shot, probe, k-shot) for each dataset. Several: a panel per task,
     a bar per model."""
-    short = {"zeroshot_classification": "zero-shot", "linear_probe": "linear probe"}
-    label = lambda task: short.get(task, task.replace("linear_probe_", "probe ").replace("shot", "-shot"))
+    from minclip.suite import task_label as label  # here: the suite imports the datasets, which plots need not
+
     datasets = list(dict.fromkeys(r["dataset"] for r in rows))
     models = list(dict.fromkeys(r["model"] for r in rows))
     panels = [(None, rows)] if len(models) == 1 else [

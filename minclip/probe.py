@@ -110,6 +110,18 @@ def stratified_split(labels: Tensor, val_fraction: float, seed: int) -> Split:
     return Split(order[~is_val].to(labels.device), order[is_val].to(labels.device))
 
 
+def feature_stats(x: Tensor) -> tuple:
+    """Per-feature mean and standard deviation of x (B, D), as sklearn's StandardScaler: -> (D,), (D,)."""
+    return x.mean(dim=0), x.std(dim=0, correction=0).clamp_min(1e-8)  # a constant feature keeps std 1e-8, z = 0
+
+
+def standardize(fit_on: Tensor, *others: Tensor) -> tuple:
+    """Zero mean, unit variance per feature, with the statistics of `fit_on` (B, D): -> (fit_on standardised,
+    *others standardised), each (B_i, D)."""
+    mean, std = feature_stats(fit_on)
+    return tuple((x - mean) / std for x in (fit_on, *others))
+
+
 @contextmanager
 def _one_thread_if_small(x: Tensor, K: int):
     """Small CPU fits run on one thread: below ~10 MFLOP a step, OpenMP's start-up on every op costs more than the
@@ -227,7 +239,7 @@ def linear_probe(train_feats: Tensor, train_labels: Tensor, test_feats: Tensor, 
         raise ValueError(f"the training set holds only class {classes.tolist()}; a classifier needs two or more")
     _check_seen(train_labels, test_labels)
     if standardize:
-        mean, std = x.mean(dim=0), x.std(dim=0, correction=0).clamp_min(1e-8)  # as sklearn's StandardScaler
+        mean, std = feature_stats(x)
         x = (x - mean) / std
     if C is not None and C <= 0:
         raise ValueError(f"C={C}; pass a positive inverse regularisation strength (e.g. 0.316) or C=None to sweep")

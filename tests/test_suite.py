@@ -11,7 +11,7 @@ from minclip.checkpoint import save_checkpoint
 from minclip.data import clip_preprocess
 from minclip.data.shapeworld import TASKS
 from minclip.eval import main
-from minclip.probe import linear_probe
+from minclip.probe import feature_stats, linear_probe
 from minclip.tokenizer import make_tokenizer
 from minclip.zeroshot import classification_metrics, mean_per_class_recall
 
@@ -105,8 +105,7 @@ def test_probe_equals_sklearn_on_every_dataset_of_shapeworld_12(tiny, monkeypatc
         features = suite._features(model, preprocess, data)
         row = suite.evaluate_dataset(model, None, preprocess, name, data, features)[0]
         (ftr, ytr), (fva, yva), (fte, yte) = features
-        both = torch.cat([ftr, fva]).double()
-        mean, std = both.mean(0), both.std(0, correction=0)
+        mean, std = feature_stats(torch.cat([ftr, fva]).double())
         z = lambda f: ((f.double() - mean) / std).numpy()
         ours = fits[-1].classifier
         ref = LogisticRegression(C=row["C"], max_iter=1000, warm_start=True)
@@ -160,8 +159,8 @@ def test_features_are_cached_and_reused(tiny, tmp_path, monkeypatch):
     monkeypatch.setattr(suite, "_features", lambda *a, **k: pytest.fail("features recomputed despite the cache"))
     again = suite.evaluate_suite(model, tokenizer, preprocess, "two", sizes=SMALL, cache_dir=tmp_path,
                                  model_id="tiny@0", progress=False)
-    assert [r["value"] for r in again["rows"]] == [r["value"] for r in first["rows"]]
-    assert set(first["timing"]) == {"render", "features", "zeroshot", "probes"}
+    assert [r["value"] for r in again.rows] == [r["value"] for r in first.rows]
+    assert set(first.timing) == {"render", "features", "zeroshot", "probes"}
 
 
 @pytest.mark.slow
@@ -230,10 +229,10 @@ def test_a_real_dataset_goes_through_the_same_suite_and_missing_ones_are_named(t
     model, tokenizer, preprocess = tiny
     monkeypatch.setitem(suite.SUITES, "kornblith-12", ["cifar10", "birdsnap"])
     result = suite.evaluate_suite(model, tokenizer, preprocess, "kornblith-12", root=tmp_path, progress=False)
-    assert [(r["dataset"], r["task"]) for r in result["rows"]] == [("cifar10", "zeroshot_classification"),
-                                                                   ("cifar10", "linear_probe")]
-    assert all(r["n_test"] == 40 and r["metric"] == "top1" for r in result["rows"])
-    assert "not in torchvision" in result["missing"]["birdsnap"]
+    assert [(r["dataset"], r["task"]) for r in result.rows] == [("cifar10", "zeroshot_classification"),
+                                                                ("cifar10", "linear_probe")]
+    assert all(r["n_test"] == 40 and r["metric"] == "top1" for r in result.rows)
+    assert "not in torchvision" in result.missing["birdsnap"]
     with pytest.raises(ValueError, match="birdsnap .Birdsnap. is not available"):
         suite.real_dataset("birdsnap", 32)
 
