@@ -110,7 +110,7 @@ def prompt_likelihoods(model, tokenizer, images: Tensor, classnames: Sequence[st
 
     For class k the score is (1/T) sum_t log p(template_t(name_k) | image), the log of the geometric mean of its
     prompts' likelihoods: averaging log-likelihoods is the likelihood model's version of averaging text embeddings.
-    Every (image, prompt) pair is scored, so images go through in chunks of about `pairs` pairs.
+    Every (image, prompt) pair is scored, so images and prompts go through in chunks of about `pairs` pairs.
     Returns: (B, K) on the CPU.
     """
     classnames, templates = list(classnames), list(templates)
@@ -123,7 +123,10 @@ def prompt_likelihoods(model, tokenizer, images: Tensor, classnames: Sequence[st
         for chunk in torch.as_tensor(images).split(max(1, pairs // len(texts))):
             chunk = chunk.to(device)
             chunk = preprocess(chunk) if preprocess is not None else chunk
-            rows.append(model.prompt_log_likelihood(chunk, tokens).float().cpu())  # (b, K*T)
+            # at most about `pairs` pairs a forward: with more prompts than that (ImageNet: 80,000), one image at a
+            # time against chunks of the prompts
+            rows.append(torch.cat([model.prompt_log_likelihood(chunk, part).float().cpu()
+                                   for part in tokens.split(pairs)], dim=1))  # (b, K*T)
     scores = torch.cat(rows).view(-1, K, T).mean(dim=2)  # (B, K)
     check_finite(scores, "the prompts' log-likelihoods")
     return scores
