@@ -9,6 +9,8 @@ Tasks (each prints a table and writes DIR/eval_TASK.json and DIR/eval_TASK.png, 
     lowshot     probe accuracy at 1-16 shots and all, and where it crosses zero-shot (§3.1.5)
     robustness  accuracy on every domain, zero-shot and for a probe fitted on photos only, and effective robustness
                 against a line fitted over in-distribution probes (§3.3, Fig. 13)
+    binding     true caption vs a hard negative with the same words (swapped colours, swapped relation, one word
+                replaced), both directions, with a blind text-only baseline (minclip/binding.py) -> binding.json
 
 Suites (--suite; minclip/suite.py): shapeworld-12, shapeworld-27 (offline), kornblith-12, clip-27 (torchvision, with
 --root and --download). Zero-shot where the model reads text, and a linear probe (C swept on the validation split),
@@ -26,6 +28,7 @@ from pathlib import Path
 import torch
 
 from . import plots, suite
+from .binding import NEGATIVE_TYPES, evaluate_binding
 from .checkpoint import checkpoint_file, load
 from .data import ShapeWorld
 from .data.shapeworld import TASKS as CLASSNAMES
@@ -35,13 +38,14 @@ from .robustness import domain_accuracies, effective_robustness, fit_robustness_
 from .zeroshot import (image_features, logits_accuracy, prompt_ablation, retrieval, scores_likelihood,
                        zeroshot_logits)
 
-TASKS = ("zeroshot", "retrieval", "probe", "lowshot", "robustness")
+TASKS = ("zeroshot", "retrieval", "probe", "lowshot", "robustness", "binding")
 # The smallest --n each task can run on. Zero-shot and retrieval: one image per colour-shape class. The probes fit on
 # the train split, which holds only the seen colour-shape pairs (one shape per colour is held out), and choose their
 # C on a validation split of it: 3 images per seen class, 2 to fit and 1 to validate.
 SEEN_CLASSES = len(CLASSNAMES["color_shape"]) - len(ShapeWorld.COLORS)
 MIN_N = {"zeroshot": len(CLASSNAMES["color_shape"]), "retrieval": len(CLASSNAMES["color_shape"]),
-         "probe": 3 * SEEN_CLASSES, "lowshot": 3 * SEEN_CLASSES, "robustness": 3 * SEEN_CLASSES}
+         "probe": 3 * SEEN_CLASSES, "lowshot": 3 * SEEN_CLASSES, "robustness": 3 * SEEN_CLASSES,
+         "binding": 20}  # binding: min(--n, 500) minimal pairs per negative type and split
 MINIMA = ", ".join(f"{task} {n}" for task, n in MIN_N.items())
 
 
@@ -141,6 +145,11 @@ class Evaluator:
         line = fit_robustness_line([points[m][0] for m in family], [points[m][1] for m in family])
         result["effective robustness"] = {m: effective_robustness(line, *points[m]) for m in points}
         return result, plots.robustness_scatter(points, line)
+
+    def binding(self):
+        result = evaluate_binding(self.model, self.tokenizer, self.preprocess, self.sw, n=min(self.n, 500),
+                                  seed=self.seed)
+        return result, plots.binding_bars(result)
 
 
 class Parser(argparse.ArgumentParser):
@@ -266,6 +275,21 @@ def run_suite(args, out: Path, models: list, device) -> None:
     print(f"wrote {out / 'suite.json'} and {out / 'suite.png'}")
 
 
+def write_binding(result: dict, figure, out: Path) -> None:
+    """OUT/binding.json and OUT/binding.png, and a table: a row per negative type."""
+    (out / "binding.json").write_text(json.dumps(result, indent=2))
+    figure.savefig(out / "binding.png", dpi=120, bbox_inches="tight")
+    zs = result["single_object_zeroshot"]
+    print(f"single-object zero-shot (64 classes): seen {zs['seen']:.1%}, held-out {zs['unseen']:.1%}")
+    print(f"{'negative type':18s} {'seen: text image':>17s} {'held-out: text image':>21s} {'blind':>6s}")
+    for kind in NEGATIVE_TYPES:
+        seen, unseen, blind = (result[k][kind][s] for k, s in (("types", "seen"), ("types", "unseen"),
+                                                                ("blind", "seen")))
+        print(f"{kind:18s} {seen['text']:10.1%} {seen['image']:6.1%} {unseen['text']:14.1%} {unseen['image']:6.1%} "
+              f"{blind['text']:6.1%}")
+    print(f"chance 50%. wrote {out / 'binding.json'} and {out / 'binding.png'}")
+
+
 def main(argv=None) -> None:
     parser = Parser(prog="python -m minclip.eval", description=__doc__,
                     formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -307,6 +331,8 @@ def main(argv=None) -> None:
         except FileNotFoundError as error:  # real datasets not on disk: every one is named before any work
             sys.exit(f"error: {error}")
     result, figure = getattr(evaluator, args.task)()
+    if args.task == "binding":  # its own table: a row per negative type
+        return write_binding(result, figure, out)
     (out / f"eval_{args.task}.json").write_text(json.dumps(result, indent=2))
     figure.savefig(out / f"eval_{args.task}.png", dpi=120, bbox_inches="tight")
     for name, value in result.items():

@@ -1,5 +1,5 @@
-"""Contrastive losses: CLIP's symmetric InfoNCE (plain, tiled and distributed), SigLIP's sigmoid loss (plain and
-distributed), SimCLR's NT-Xent.
+"""Contrastive losses: CLIP's symmetric InfoNCE (plain, tiled and distributed), NegCLIP's (CLIP's with hard-negative
+captions), SigLIP's sigmoid loss (plain and distributed), SimCLR's NT-Xent.
 
 Shapes: B batch, E shared embedding dim. Every loss takes two (B, E) tensors whose row i is a matching pair and
 returns a scalar. The CLIP losses expect L2-normalised embeddings and an already exponentiated logit_scale, as
@@ -264,6 +264,40 @@ def distributed_clip_loss(image_embeds: Tensor, text_embeds: Tensor, logit_scale
     all_images, all_texts = gather_with_grad(image_embeds), gather_with_grad(text_embeds)  # (n·B, E) each
     labels = torch.arange(len(image_embeds), device=image_embeds.device) + dist.get_rank() * len(image_embeds)
     logits_per_image = s * image_embeds @ all_texts.T  # (B, n·B)
+    logits_per_text = s * text_embeds @ all_images.T  # (B, n·B)
+    return (F.cross_entropy(logits_per_image, labels) + F.cross_entropy(logits_per_text, labels)) / 2
+
+
+def negclip_loss(image_embeds: Tensor, text_embeds: Tensor, negative_embeds: Tensor, logit_scale: Scalar) -> Tensor:
+    """CLIP's loss with hard-negative captions (NegCLIP, Yuksekgonul et al. 2023 §5).
+
+    image_embeds, text_embeds: (B, E), row i a matching pair; negative_embeds: (M, E), usually M = B, row i a
+    caption with image i's words in a wrong order ("a blue circle and a red square" for "a red circle and a blue
+    square"). Each image picks its caption among all B + M texts, so it must tell its caption from its near-copy;
+    each caption still picks its image among the B images (a negative caption has no image of its own):
+
+        L = ½·CE(s·I·[T; N]ᵀ, arange(B))  +  ½·CE(s·T·Iᵀ, arange(B))       (B, B+M) rows, then (B, B) rows
+
+    With a random batch, "which of these B captions is mine?" can be answered from the bag of words alone, and
+    clip_loss gives no reason to learn more; the hard negative shares the bag, so only binding tells them apart.
+    With no negatives (M = 0) this is clip_loss exactly.
+
+    Under torchrun each rank passes its own rows, and the loss is taken over the global batch as in
+    distributed_clip_loss: this rank's images against every rank's captions and negatives (gather_with_grad, which
+    is the identity without a process group), its captions against every image; labels offset by rank·B.
+    """
+    _check_pair(image_embeds, text_embeds, min_batch=1)
+    if negative_embeds.ndim != 2 or negative_embeds.shape[1] != image_embeds.shape[1]:
+        raise ValueError(f"negative_embeds must be (M, E) with E={image_embeds.shape[1]}, got "
+                         f"{tuple(negative_embeds.shape)}; encode the hard-negative captions with the text tower")
+    s = _logit_scale(logit_scale, image_embeds)
+    rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+    all_images, all_texts = gather_with_grad(image_embeds), gather_with_grad(text_embeds)  # (n·B, E) each
+    all_negatives = gather_with_grad(negative_embeds)  # (n·M, E)
+    if len(all_images) < 2:
+        raise ValueError("a batch of 1 has no negative images; use a batch of at least 2 pairs")
+    labels = torch.arange(len(image_embeds), device=image_embeds.device) + rank * len(image_embeds)
+    logits_per_image = s * image_embeds @ torch.cat([all_texts, all_negatives]).T  # (B, n·B + n·M)
     logits_per_text = s * text_embeds @ all_images.T  # (B, n·B)
     return (F.cross_entropy(logits_per_image, labels) + F.cross_entropy(logits_per_text, labels)) / 2
 

@@ -188,6 +188,31 @@ def suite_bars(rows: Sequence[dict]) -> Figure:
 
 
 @torch.no_grad()
+def binding_bars(result: dict) -> Figure:
+    """The binding benchmark (minclip/binding.py): per negative type, the model's accuracy in both directions on
+    seen and held-out pairs, the blind text-only baseline, and chance."""
+    kinds = list(result["types"])
+    bars = {"seen pairs": lambda k: result["types"][k]["seen"], "held-out pairs": lambda k: result["types"][k]["unseen"],
+            "blind (text only)": lambda k: result["blind"][k]["seen"]}
+    fig = Figure(figsize=(8, 3.6))
+    ax = fig.subplots()
+    width = 0.8 / len(bars)
+    for j, (label, get) in enumerate(bars.items()):
+        values = [(get(k)["text"] + get(k)["image"]) / 2 for k in kinds]
+        ax.bar([i + (j - 1) * width for i in range(len(kinds))], values, width, label=label,
+               color=["tab:blue", "tab:orange", "0.7"][j], hatch="//" if j == 2 else None)
+    ax.axhline(result["chance"], color="k", ls="--", lw=1, label="chance")
+    ax.set_xticks(range(len(kinds)), [k.replace("_", " ") for k in kinds])
+    ax.set_ylim(0, 1.05), ax.set_ylabel("true match wins (mean of both directions)")
+    zs = result.get("single_object_zeroshot")
+    title = "Binding: true caption vs a hard negative with the same words"
+    ax.set_title(title + (f"\n(single-object zero-shot: {zs['seen']:.0%} seen, {zs['unseen']:.0%} held-out)"
+                          if zs else ""), fontsize=10)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
 def save_run_figures(out, world, model, tokenizer, preprocess) -> None:
     """OUT/similarity.png: 8 fresh photos against their captions. OUT/predictions.png: zero-shot on 4 photos of seen
     colour-shape pairs and 4 of held-out pairs, with the top 3 classes (green: the true one)."""

@@ -9,6 +9,9 @@ sees all of it through gather-with-grad (minclip/loss.py).
     --loss clip     softmax over the batch, both directions (Radford et al. 2021)
     --loss siglip   a sigmoid per pair, with a learned bias b = -10 and scale exp(t) = 10 at the start (Zhai et al.
                     2023): no normalisation over the batch, so no batch-wide softmax to gather
+    --hard-negatives swap
+                    NegCLIP (Yuksekgonul et al. 2023): each caption's hard negative ("a blue circle and a red square"
+                    for "a red circle and a blue square") joins the batch's texts (minclip/binding.py)
 """
 import json
 import math
@@ -23,9 +26,10 @@ from .cli import arg, parse_flags
 from .config import CLIPConfig
 from .data import ShapeWorld
 from .data.transforms import clip_preprocess
-from .loss import clip_loss, distributed_clip_loss, distributed_siglip_loss, siglip_loss, widen
+from .binding import hard_negatives
+from .loss import clip_loss, distributed_clip_loss, distributed_siglip_loss, negclip_loss, siglip_loss, widen
 from .model import CLIP
-from .pairs import DatasetPairs, ShapeWorldPairs, parse_domains, parse_objects
+from .pairs import DatasetPairs, ShapeWorldPairs, parse_domains, parse_objects, step_seed
 from .tokenizer import make_tokenizer
 from .zeroshot import shapeworld_zeroshot
 
@@ -73,6 +77,9 @@ class TrainConfig(loop.RunConfig):
     objects: str = arg("1,1", "--data shapeworld: fewest,most objects per training image (the demo: one, like its "
                        "zero-shot test; 1,3 for crowded scenes)")
     captions: str = arg("varied", "--data shapeworld: caption style, 'varied' (alt-text-like) or 'simple'")
+    hard_negatives: str = arg("none", "'swap' (NegCLIP): add to the batch, for each caption, the same words in a wrong "
+                              "order (two colours, two shapes, or the objects of a relation swapped; one word "
+                              "changed where nothing can be swapped), as texts no image matches; 'none' (CLIP)")
     batch_size: int = arg(256, "pairs per step across all ranks: the contrastive batch (paper: 32,768)")
     lr: Optional[float] = arg(None, "peak learning rate (default: the preset's: " + _by_preset("lr") + ")")
     weight_decay: Optional[float] = arg(None, "AdamW decoupled weight decay on weight matrices (default: the "
@@ -97,6 +104,10 @@ class TrainConfig(loop.RunConfig):
         need(self.on_bad_image in ("error", "skip"), f"--on-bad-image {self.on_bad_image!r}: use error or skip")
         parse_objects(self.objects), parse_domains(self.domains)  # each raises with the fix
         need(self.captions in ("varied", "simple"), f"--captions {self.captions!r}: use varied or simple")
+        need(self.hard_negatives in ("none", "swap"), f"--hard-negatives {self.hard_negatives!r}: use none or swap")
+        need(self.hard_negatives == "none" or (self.loss == "clip" and self.data == "shapeworld"),
+             "--hard-negatives swap works with --loss clip on --data shapeworld (it rewrites ShapeWorld's "
+             "captions, whose colour, shape and relation words it knows)")
         need(math.isfinite(self.patch_dropout) and 0 <= self.patch_dropout < 1,
              f"--patch-dropout {self.patch_dropout} must be in [0, 1)")
         need(self.accum_steps >= 1 and self.batch_size % self.accum_steps == 0,
@@ -127,7 +138,7 @@ class CLIPObjective(loop.Objective):
 
     def __init__(self, cfg: TrainConfig, state: Optional[dict], par):
         config = model_config(cfg)
-        self.cfg, self.device = cfg, par.device
+        self.cfg, self.device, self.first_row = cfg, par.device, par.rank * (cfg.batch_size // par.world)
         self.world = ShapeWorld(seed=0, image_size=config.vision.image_size) if cfg.data == "shapeworld" else None
         self.data = pair_stream(cfg, self.world, config.vision.image_size, par.rank, par.world)
         self.tokenizer = make_tokenizer(config, state, self.data.corpus)
@@ -138,10 +149,16 @@ class CLIPObjective(loop.Objective):
         self.loss_fn = distributed if par.world > 1 else loss
         if cfg.loss == "siglip":  # the bias is the model's: the loss takes it beside the scale
             self.loss_fn = lambda i, t, s, f=self.loss_fn: f(i, t, s, self.model.logit_bias)
+        if cfg.hard_negatives == "swap":  # the texts are the b captions, then their b negatives
+            self.loss_fn = lambda i, t, s: negclip_loss(i, t[:len(i)], t[len(i):], s)
 
     def batch(self, step: int) -> tuple:
-        """Batch `step`: images float (b, 3, H, W) and tokens (b, L), on the device."""
+        """Batch `step`: images float (b, 3, H, W) and tokens (b, L), on the device; with --hard-negatives, tokens
+        (2b, L): the captions, then one hard negative of each."""
         images, captions = self.data.pairs(step)
+        if self.cfg.hard_negatives == "swap":
+            captions = captions + hard_negatives(captions, step_seed(self.cfg.seed, step, 3),
+                                                 set(self.world.holdout_pairs), first=self.first_row)
         tokens = self.tokenizer(captions, context_length=self.model.context_length, truncate=True)
         return self.preprocess(torch.as_tensor(images).to(self.device)), tokens.to(self.device)
 
