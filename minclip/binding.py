@@ -272,8 +272,9 @@ def hard_negative(caption: str, rng: np.random.Generator, holdout=()) -> str:
                     for q in POSITIONS if q != p]
         options = [o for o in options if o != caption and not _names_holdout(o, holdout)]
     if not options:
-        raise ValueError(f"caption {caption!r} has no colour, shape, number, size or position word to swap or change, so it "
-                         "has no hard negative; --hard-negatives needs ShapeWorld's captions (--data shapeworld)")
+        raise ValueError(f"caption {caption!r} has no colour, shape, number, size or position word to swap or "
+                         "change, so it has no hard negative; --hard-negatives needs ShapeWorld's captions "
+                         "(--data shapeworld)")
     return options[int(rng.integers(len(options)))]
 
 

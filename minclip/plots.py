@@ -192,7 +192,8 @@ def binding_bars(result: dict) -> Figure:
     """The binding benchmark (minclip/binding.py): per negative type, the model's accuracy in both directions on
     seen and held-out pairs, the blind text-only baseline, and chance."""
     kinds = list(result["types"])
-    bars = {"seen pairs": lambda k: result["types"][k]["seen"], "held-out pairs": lambda k: result["types"][k]["unseen"],
+    bars = {"seen pairs": lambda k: result["types"][k]["seen"],
+            "held-out pairs": lambda k: result["types"][k]["unseen"],
             "blind (text only)": lambda k: result["blind"][k]["seen"]}
     fig = Figure(figsize=(8, 3.6))
     ax = fig.subplots()
