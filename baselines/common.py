@@ -31,7 +31,7 @@ from minclip.config import CLIPConfig
 from minclip.data import ShapeWorld
 from minclip.data.transforms import clip_preprocess
 from minclip.model import build_vision, check_images
-from minclip.pairs import ShapeWorldPairs, parse_domains, step_seed
+from minclip.pairs import ShapeWorldPairs, parse_domains, parse_objects, step_seed
 from minclip.tokenizer import make_tokenizer
 from minclip.zeroshot import scores_likelihood, shapeworld_zeroshot
 
@@ -47,6 +47,8 @@ class BaselineConfig(loop.RunConfig):
         f"{p} {CLIPConfig.preset(p).vision.layers}" for p in CLIPConfig.presets()) + ")")
     domains: str = arg("photo", "comma-separated ShapeWorld domains of the training images, or 'mix' "
                                 "(minclip.train's default: photo)")
+    objects: str = arg("1,1", "fewest,most objects per training image (minclip.train's default: 1,1; 1,3 for "
+                              "crowded scenes whose captions name several objects)")
 
     def check(self) -> None:
         """Refuse bad values before any work starts, naming the flag and the fix."""
@@ -61,7 +63,7 @@ class BaselineConfig(loop.RunConfig):
         if (self.width, self.layers) != (None, None) and CLIPConfig.preset(self.preset).vision.kind != "vit":
             raise ValueError(f"--width and --layers resize a ViT, and --preset {self.preset} is a ResNet; leave them "
                              "out, or pick the ResNet size by its preset (tiny-rn, mini-rn, small-rn)")
-        parse_domains(self.domains)
+        parse_domains(self.domains), parse_objects(self.objects)
         super().check()
 
     def resolved(self) -> "BaselineConfig":
@@ -152,11 +154,10 @@ def clip_config(cfg: BaselineConfig) -> CLIPConfig:
 
 
 def pair_stream(cfg: BaselineConfig, config: CLIPConfig, par) -> ShapeWorldPairs:
-    """minclip.train's ShapeWorld image-caption batches (its default objects and captions; our seed, batch and
-    domains)."""
+    """minclip.train's ShapeWorld image-caption batches (its captions; our seed, batch, domains and objects)."""
     world = ShapeWorld(seed=0, image_size=config.vision.image_size)
-    return ShapeWorldPairs(world, cfg.batch_size, cfg.seed, parse_domains(cfg.domains), rank=par.rank,
-                           world_size=par.world)
+    return ShapeWorldPairs(world, cfg.batch_size, cfg.seed, parse_domains(cfg.domains), parse_objects(cfg.objects),
+                           rank=par.rank, world_size=par.world)
 
 
 class ImageTower(nn.Module):

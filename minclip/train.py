@@ -22,11 +22,12 @@ from typing import ClassVar, Optional
 import torch
 
 from . import checkpoint, loop
+from .binding import hard_negatives
 from .cli import arg, parse_flags
 from .config import CLIPConfig
 from .data import ShapeWorld
+from .data.shapeworld import CAPTION_STYLES
 from .data.transforms import clip_preprocess
-from .binding import hard_negatives
 from .loss import clip_loss, distributed_clip_loss, distributed_siglip_loss, negclip_loss, siglip_loss, widen
 from .model import CLIP
 from .pairs import DatasetPairs, ShapeWorldPairs, parse_domains, parse_objects, step_seed
@@ -76,7 +77,8 @@ class TrainConfig(loop.RunConfig):
                        "7-domain mix (the demo trains on photos, the domain its zero-shot test uses)")
     objects: str = arg("1,1", "--data shapeworld: fewest,most objects per training image (the demo: one, like its "
                        "zero-shot test; 1,3 for crowded scenes)")
-    captions: str = arg("varied", "--data shapeworld: caption style, 'varied' (alt-text-like) or 'simple'")
+    captions: str = arg("varied", "--data shapeworld: caption style, 'varied' (alt-text-like), 'simple' (one object, "
+                                     "a zero-shot template) or 'complete' (every object by colour and shape)")
     hard_negatives: str = arg("none", "'swap' (NegCLIP): add to the batch, for each caption, the same words in a wrong "
                               "order (two colours, two shapes, or the objects of a relation swapped; one word "
                               "changed where nothing can be swapped), as texts no image matches; 'none' (CLIP)")
@@ -89,6 +91,8 @@ class TrainConfig(loop.RunConfig):
     accum_steps: int = arg(1, "encode the batch in this many chunks (GradCache: the loss still sees the whole batch)")
     compile: bool = arg(False, "torch.compile both towers")
     patch_dropout: float = arg(0.0, "FLIP: fraction of image patches dropped while training (e.g. 0.5)")
+    init: str = arg("", "fine-tune: start from the weights and tokenizer of this CLIP run folder or checkpoint "
+                        "(its preset; a fresh optimiser and schedule), e.g. NegCLIP from a trained CLIP")
     out: str = arg("runs/clip", "run folder: config.json, metrics.jsonl, checkpoint.pt, summary.json, zeroshot.json")
     eval_every: int = arg(0, "zero-shot evaluation on held-out ShapeWorld images every this many steps (0 = 4 times)")
 
@@ -103,11 +107,12 @@ class TrainConfig(loop.RunConfig):
         need(self.data != "csv" or Path(self.csv).is_file(), f"--data csv needs --csv FILE; {self.csv!r} is not a file")
         need(self.on_bad_image in ("error", "skip"), f"--on-bad-image {self.on_bad_image!r}: use error or skip")
         parse_objects(self.objects), parse_domains(self.domains)  # each raises with the fix
-        need(self.captions in ("varied", "simple"), f"--captions {self.captions!r}: use varied or simple")
+        need(self.captions in CAPTION_STYLES, f"--captions {self.captions!r}: use one of {', '.join(CAPTION_STYLES)}")
         need(self.hard_negatives in ("none", "swap"), f"--hard-negatives {self.hard_negatives!r}: use none or swap")
         need(self.hard_negatives == "none" or (self.loss == "clip" and self.data == "shapeworld"),
              "--hard-negatives swap works with --loss clip on --data shapeworld (it rewrites ShapeWorld's "
              "captions, whose colour, shape and relation words it knows)")
+        need(not self.init or Path(self.init).exists(), f"--init {self.init}: no run folder or checkpoint there")
         need(math.isfinite(self.patch_dropout) and 0 <= self.patch_dropout < 1,
              f"--patch-dropout {self.patch_dropout} must be in [0, 1)")
         need(self.accum_steps >= 1 and self.batch_size % self.accum_steps == 0,
@@ -141,8 +146,12 @@ class CLIPObjective(loop.Objective):
         self.cfg, self.device, self.first_row = cfg, par.device, par.rank * (cfg.batch_size // par.world)
         self.world = ShapeWorld(seed=0, image_size=config.vision.image_size) if cfg.data == "shapeworld" else None
         self.data = pair_stream(cfg, self.world, config.vision.image_size, par.rank, par.world)
-        self.tokenizer = make_tokenizer(config, state, self.data.corpus)
-        self.model = CLIP(config).to(par.device)
+        start = state if state is not None else start_from(cfg.init, config)  # a resumed run has its own weights
+        self.tokenizer = make_tokenizer(config, start, self.data.corpus)
+        self.model = CLIP(config)
+        if start is not None:
+            self.model.load_state_dict(start["model"])
+        self.model.to(par.device)
         self.model_config = config.to_dict()
         self.preprocess = clip_preprocess(config.vision.image_size)
         loss, distributed = LOSSES[cfg.loss]
@@ -185,6 +194,18 @@ class CLIPObjective(loop.Objective):
     def compile(self) -> None:
         self.model.visual.compile()  # the towers, not forward(): GradCache calls them one at a time
         self.model.text.compile()
+
+
+def start_from(init: str, config: CLIPConfig) -> Optional[dict]:
+    """--init: the checkpoint of the CLIP run to fine-tune, refused unless its model is the one the flags build."""
+    if not init:
+        return None
+    state = checkpoint.read_checkpoint(init, needs=("model", "model_config", "tokenizer"))
+    if checkpoint.builder_of(state) or state["model_config"] != config.to_dict():
+        raise ValueError(f"--init {init} holds a {state.get('method', 'clip')} model that is not the one these flags "
+                         f"build (--preset, --patch-dropout, --loss); pass the flags it was trained with (its "
+                         f"config.json says them)")
+    return state
 
 
 def pair_stream(cfg: TrainConfig, world: Optional[ShapeWorld], image_size: int, rank: int = 0, world_size: int = 1):

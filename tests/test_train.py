@@ -122,16 +122,18 @@ def test_resume_after_sigkill_is_bit_identical(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("loss", ["clip", "siglip"])
+@pytest.mark.parametrize("loss", ["clip", "siglip", "negclip"])
 def test_two_ranks_of_half_the_batch_equal_one_process(tmp_path, loss):
     """torchrun with 2 CPU processes (gloo) of B/2 pairs each trains the same weights as one process of B, with
-    either loss (minclip/loss.py: distributed_clip_loss, distributed_siglip_loss)."""
+    each loss (minclip/loss.py: distributed_clip_loss, distributed_siglip_loss, negclip_loss with the hard
+    negatives of --hard-negatives swap, which each rank draws for its own rows)."""
     # Why the tolerance holds on any CPU: the two runs sum the same gradient in another order, so they differ by
     # rounding, |dg| <~ 1e-9 here. Adam's step is lr·m/(sqrt(v) + eps), which moves by at most lr·|dg|/eps when g
     # does: with eps 1e-4 that is 3e-3·1e-9/1e-4 = 3e-8 a step, far inside 2e-5 after 3 steps. (At the default eps
     # 1e-6 the bound is 3e-6 a step, too close to the tolerance to hold on every machine.)
     args = ["--steps", "3", "--batch-size", "32", "--warmup", "1", "--seed", "5", "--eval-every", "1000", "--quiet",
-            "--eps", "1e-4", "--loss", loss]
+            "--eps", "1e-4"]
+    args += ["--loss", loss] if loss != "negclip" else ["--hard-negatives", "swap", "--objects", "1,3"]
     one = run_cli(*args, "--out", str(tmp_path / "one"))
     assert one.returncode == 0, one.stderr[-2000:]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -458,3 +460,18 @@ def test_the_resnet_presets_take_the_papers_resnet_recipe_and_train(tmp_path):
     assert summary["steps"] == 3 and 0 <= summary["seen"] <= 1
     saved = json.loads((tmp_path / "config.json").read_text())["train"]
     assert (saved["beta2"], saved["eps"]) == (0.999, 1e-8)
+
+
+def test_init_fine_tunes_from_a_runs_weights_and_tokenizer(tmp_path):
+    """--init starts from another run's weights and tokenizer (a fresh optimiser); a model the flags do not build is
+    refused with the fix."""
+    flags = dict(batch_size=16, warmup=1, eval_every=10 ** 9, quiet=True)
+    T.train(T.TrainConfig(steps=3, seed=1, **flags, out=str(tmp_path / "base")))
+    T.train(T.TrainConfig(steps=1, lr=1e-12, seed=2, init=str(tmp_path / "base"), **flags, out=str(tmp_path / "ft")))
+    (base, tok, _), (ft, tok_ft, _) = minclip.load(tmp_path / "base"), minclip.load(tmp_path / "ft")
+    for k, v in base.state_dict().items():  # one step at lr 1e-12 leaves the weights where --init put them
+        torch.testing.assert_close(ft.state_dict()[k], v, atol=1e-7, rtol=0, msg=k)
+    assert tok_ft.to_json() == tok.to_json()
+    with pytest.raises(ValueError, match="not the one these flags build"):
+        T.train(T.TrainConfig(steps=1, preset="tiny-rn", init=str(tmp_path / "base"), **flags,
+                              out=str(tmp_path / "bad")))
