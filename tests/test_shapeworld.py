@@ -7,6 +7,7 @@ import torch
 
 from minclip.data import ShapeWorld, ShapeWorldCaptions, ShapeWorldClassification, gallery
 from minclip.data import render as render_module
+from minclip.data.render import COLORS, SHAPES
 from minclip.data.shapeworld import PLURALS, TASKS
 
 
@@ -154,6 +155,11 @@ def test_pretraining_knobs(sw):
     simple = sw.pretraining(400, seed=0, caption_style="simple").captions
     prompts = {t.format(name) for t in ShapeWorld.templates("color_shape") for name in TASKS["color_shape"]}
     assert set(simple) <= prompts
+    complete = sw.pretraining(400, seed=0, objects=(2, 3), caption_style="complete").captions
+    pair = re.compile(r"\b(%s) (%s)\b" % ("|".join(COLORS), "|".join(SHAPES)))
+    for caption in complete:  # every object named in full: a colour before each shape, two or three of them
+        words = caption.strip(".").replace(",", "").split()
+        assert len(pair.findall(caption)) == sum(w in SHAPES for w in words) in (2, 3), caption
 
 
 def test_templates_are_caption_forms(sw):

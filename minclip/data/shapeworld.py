@@ -45,6 +45,7 @@ TEMPLATES = {
 # already ("... on a striped background"); leaving its prompts out keeps the tokenizers of earlier runs unchanged.
 CORPUS_TASKS = ("color_shape", "shape", "color", "count", "position", "size")
 SPLITS = ("train", "test", "unseen")
+CAPTION_STYLES = ("varied", "simple", "complete")  # ShapeWorld.pretraining(caption_style=...)
 DEFAULT_MIX = {"photo": 0.4, "sketch": 0.1, "cartoon": 0.1, "patterned": 0.1, "noisy": 0.1, "blur": 0.1,
                "grayscale": 0.1}
 DOMAIN_PHRASES = {"photo": ["a photo of "], "sketch": ["a sketch of ", "a drawing of "], "cartoon": ["a cartoon of "],
@@ -112,10 +113,13 @@ class ShapeWorld:
         """Image-caption pairs for CLIP pre-training: -> (images uint8 (B, 3, H, W), captions list[str]).
 
         domains: None (DEFAULT_MIX), a list (equal weights) or a dict of weights. objects: (min, max) objects per
-        image, within 1..3. caption_style: "varied" (alt-text-like, some attributes left out) or "simple" (the
-        main object's colour and shape in a zero-shot template: the easiest curriculum). Only seen pairs occur.
+        image, within 1..3. caption_style: "varied" (alt-text-like, some attributes left out), "simple" (the
+        main object's colour and shape in a zero-shot template: the easiest curriculum) or "complete" (every object
+        by its colour and shape, "a photo of a red circle and a blue square": the captions that ask for binding,
+        minclip.binding). Only seen pairs occur.
         """
-        _check_count(n), _check_seed(seed, "seed"), _check_choice(caption_style, ("varied", "simple"), "caption_style")
+        _check_count(n), _check_seed(seed, "seed")
+        _check_choice(caption_style, CAPTION_STYLES, "caption_style")
         mix, objects = _domain_mix(domains), _check_objects(objects)
         params = dict(kind="pretraining", n=n, seed=seed, domains=mix, objects=objects, caption_style=caption_style)
         return self._cached(params, cache, lambda: self._pretraining(n, seed, mix, objects, caption_style))
@@ -213,6 +217,13 @@ def _caption(d, n, color, shape, size, position, pattern, form, u, style) -> str
     c, s = COLORS[color[0]], SHAPES[shape[0]]
     if style == "simple":
         return pick(TEMPLATES["color_shape"], u[0]).format(f"{c} {s}")
+    if style == "complete":  # every object named in full (colour words even in grayscale: written for the scene)
+        named = [f"a {COLORS[color[k]]} {SHAPES[shape[k]]}" for k in range(n)]
+        if n == 2 and u[3] < 0.35:
+            text = f"{named[0]} {_relation(position[0], position[1], u[4])} {named[1]}"
+        else:
+            text = named[0] if n == 1 else ", ".join(named[:-1]) + " and " + named[-1]
+        return pick(["", "a photo of ", "a picture of ", "an image of "], u[8]) + text + ("." if u[0] < 0.5 else "")
     if d == "grayscale":  # black-and-white photos rarely get colour words
         form = {0: 1, 2: 3}.get(form, form)
     words = [SIZES[size[0]]] if u[2] < (0.6 if form == 3 else 0.3) else []
