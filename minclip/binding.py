@@ -251,13 +251,16 @@ def hard_negative(caption: str, rng: np.random.Generator, holdout=()) -> str:
     by_kind = {}
     for i, w in enumerate(bare):
         by_kind.setdefault(_KINDS.get(w), []).append(i)
-    options = []
+    options, ordered = [], _RELATION.search(caption) is not None  # in a relation, the order of the objects is meant
     for kind in ("color", "shape"):
         slots = by_kind.get(kind, [])
         for x in range(len(slots)):
             for y in range(x + 1, len(slots)):
-                if bare[slots[x]] != bare[slots[y]]:
-                    options.append(_swapped(words, bare, slots[x], slots[y]))
+                swapped = _swapped(words, bare, slots[x], slots[y])
+                # in a list, objects that only change places ("a pink square and a pink heart" -> "a pink heart and
+                # a pink square") say the same thing: a true caption, not a negative
+                if ordered or Counter(_OBJECT.findall(swapped)) != Counter(_OBJECT.findall(caption)):
+                    options.append(swapped)
     relation = _swap_relation(caption)
     if relation:
         options.append(relation)

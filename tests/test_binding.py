@@ -121,6 +121,19 @@ def test_hard_negatives_swap_what_the_caption_allows(caption, negative):
         assert len(d.split()) == len(caption.split())
 
 
+def test_a_list_of_objects_in_another_order_is_not_a_negative(world):
+    # "a pink square and a pink heart" -> "a pink heart and a pink square" swaps two shape words but says the same
+    drawn = {B.hard_negative("a pink square and a pink heart", np.random.default_rng(i)) for i in range(60)}
+    assert "a pink heart and a pink square" not in drawn
+    assert "a pink heart left of a pink square" in {  # in a relation the order is the meaning: that one is a negative
+        B.hard_negative("a pink square left of a pink heart", np.random.default_rng(i)) for i in range(10)}
+    captions = [c for c in world.pretraining(2000, seed=4, objects=(2, 3), caption_style="complete").captions
+                if not B._RELATION.search(c)]
+    objects = lambda c: Counter(B._OBJECT.findall(c))  # noqa: E731
+    for caption, negative in zip(captions, B.hard_negatives(captions, seed=0, holdout=set(world.holdout_pairs))):
+        assert objects(negative) != objects(caption), (caption, negative)
+
+
 def test_every_training_caption_gets_a_negative_that_names_no_held_out_pair(world):
     holdout = set(world.holdout_pairs)
     captions = world.caption_corpus(5000)[:5000]
@@ -128,7 +141,8 @@ def test_every_training_caption_gets_a_negative_that_names_no_held_out_pair(worl
     assert all(n != c for n, c in zip(negatives, captions))
     assert not any(B._names_holdout(n, holdout) for n in negatives)
     swapped = sum(words(n) == words(c) for n, c in zip(negatives, captions))
-    assert swapped > 0.3 * len(captions), "most multi-object captions should get a swap, not a replacement"
+    # a swap wherever the caption names two objects apart (about a quarter of these alt-text-like captions)
+    assert swapped > 0.2 * len(captions), f"only {swapped} of {len(captions)} captions got a swap"
     # a function of (seed, row) only: two ranks holding halves of the batch draw what one process draws
     assert B.hard_negatives(captions[:7], 1, holdout) + B.hard_negatives(captions[7:20], 1, holdout, first=7) \
         == negatives[:20]
