@@ -58,12 +58,28 @@ class RunFolderBusy(RuntimeError):
     """Another process is writing this run folder."""
 
 
+_HELD = set()  # the lock files this process holds
+
+
+def _drop_inherited_locks() -> None:
+    """In a forked child (a DataLoader worker): close the copies of the parent's lock files. An flock belongs to the
+    open file, which a fork shares, so a worker that outlives its run would otherwise keep the folder locked. Closing
+    the child's copy leaves the parent's lock as it is."""
+    for file in _HELD:
+        file.close()
+    _HELD.clear()
+
+
+if hasattr(os, "register_at_fork"):  # not on Windows, which has no fork
+    os.register_at_fork(after_in_child=_drop_inherited_locks)
+
+
 class RunLock:
     """`with RunLock(out):` one process at a time writes a run folder; a second one is refused at once.
 
     An OS file lock (flock) on OUT/.lock: the kernel releases it when the holder exits, however it exits (kill -9
-    included), so a lock is never left stale. Holding it also means that any `.*.tmp<PID>` file in the folder was left
-    by a writer that died mid-write, so it is removed.
+    included), so a lock is never left stale, and a forked child does not inherit it. Holding it also means that any
+    `.*.tmp<PID>` file in the folder was left by a writer that died mid-write, so it is removed.
     """
 
     def __init__(self, folder):
@@ -83,12 +99,14 @@ class RunLock:
         self.file.truncate()
         self.file.write(f"pid {os.getpid()}")
         self.file.flush()
+        _HELD.add(self.file)
         for stale in self.folder.glob(".*.tmp*"):  # atomic_save's temporaries (.NAME.tmpPID) of a killed writer
             if re.fullmatch(r"\..+\.tmp\d+", stale.name):
                 stale.unlink(missing_ok=True)
         return self
 
     def __exit__(self, *exc) -> None:
+        _HELD.discard(self.file)
         self.file.close()  # closing the file releases the lock
 
 

@@ -51,6 +51,29 @@ def test_a_killed_holder_leaves_no_stale_lock(tmp_path):
         pass
 
 
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this OS")
+def test_a_forked_child_does_not_keep_the_lock_after_its_parent_lets_go(tmp_path):
+    """A DataLoader worker is a fork of the training process; one that lives on after the run ended (a crash, the
+    iterator not yet collected) must not keep the run folder locked, and while the run goes on it holds the lock."""
+    read, write = os.pipe()
+    started_read, started_write = os.pipe()
+    with RunLock(tmp_path / "run"):
+        child = os.fork()
+        if child == 0:  # the child: say it runs, wait until the parent says it is done, then leave without cleanup
+            os.write(started_write, b"x")
+            os.read(read, 1)
+            os._exit(0)
+        os.read(started_read, 1)  # the child runs (its fork hooks ran before fork() returned in it)
+        with pytest.raises(RunFolderBusy):  # the parent still holds it
+            RunLock(tmp_path / "run").__enter__()
+    try:
+        with RunLock(tmp_path / "run"):  # the child is alive, and the folder is free
+            pass
+    finally:
+        os.write(write, b"x")
+        os.waitpid(child, 0)
+
+
 def test_locking_removes_temporary_files_of_dead_writers_and_nothing_else(tmp_path):
     (tmp_path / "run").mkdir()
     stale = tmp_path / "run" / ".checkpoint.pt.tmp4242"
