@@ -9,11 +9,16 @@ and two ranks of B/2 together see exactly the batch of B that one process sees.
 
 Tokenizing and evaluating are not the stream's job: the objective that reads the pairs does them (minclip/train.py).
 """
+import functools
+import itertools
+import os
+import warnings
 from typing import Optional, Sequence
 
 import numpy as np
 import torch
 
+from .data import shards
 from .data.render import DOMAINS
 from .data.shapeworld import Pretraining
 
@@ -77,22 +82,130 @@ class ShapeWorldPairs(_RankSlice):
         return self.world.caption_corpus()
 
 
+def default_workers() -> int:
+    """--workers' default: one loader worker per CPU core this process may use, at most 8."""
+    return min(8, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+
+
+class _Loader:
+    """Batches from a DataLoader, one per step, started at the step asked for. The loop asks for steps in order;
+    when it jumps (the --minutes timing, then step 0 again), the DataLoader starts over at the new step.
+
+    make(step) -> a DataLoader whose batches are steps step, step + 1, ...; each batch is (images, captions, bad):
+    `bad` names the samples a worker could not read, collected in `skipped` (every worker's, in this process);
+    warn: name the first three in a warning (ImageCaptionCSV warns from the worker itself)."""
+
+    def __init__(self, make, warn: bool = False):
+        self.make, self.warn, self.batches, self.next, self.skipped = make, warn, None, None, {}
+
+    def __call__(self, step: int) -> Pretraining:
+        if step != self.next:
+            self.batches = iter(self.make(step))
+        self.next = step + 1
+        images, captions, bad = next(self.batches)
+        for name in bad:
+            if self.warn and name not in self.skipped and len(self.skipped) < 3:
+                warnings.warn(f"skipped bad sample {name}; the run goes on, and its summary counts them", stacklevel=3)
+            self.skipped[name] = None  # an ordered set: each bad sample once
+        return Pretraining(images, list(captions))
+
+
+def _loader_flags(workers: int, pin_memory: bool) -> dict:
+    """DataLoader settings for a stream of step batches: prefetch 4 batches a worker; pinned (page-locked) host
+    memory makes the copy to a GPU asynchronous."""
+    return dict(num_workers=workers, pin_memory=pin_memory, **({"prefetch_factor": 4} if workers else {}))
+
+
 class DatasetPairs(_RankSlice):
     """`pairs(step)` from an image-caption dataset (minclip.data.ImageCaptionCSV: `dataset[i]` -> (image uint8
-    (3, H, W), caption), `dataset.rows`): a fresh seeded permutation each epoch, and this rank's slice of it."""
+    (3, H, W), caption), `dataset.rows`, `dataset.skipped`): a fresh seeded permutation of the rows each epoch, and
+    this rank's slice of it.
 
-    def __init__(self, dataset, batch_size: int, seed: int, rank: int = 0, world_size: int = 1):
+    workers = 0 decodes in this process, one image after another (the reference); workers = N decodes in N
+    DataLoader worker processes while the model trains. The rows of batch `step` are the same either way."""
+
+    def __init__(self, dataset, batch_size: int, seed: int, rank: int = 0, world_size: int = 1, workers: int = 0,
+                 pin_memory: bool = False):
         super().__init__(batch_size, rank, world_size)
-        self.dataset, self.seed = dataset, seed
+        self.dataset, self.seed, self.workers = dataset, seed, workers
+        self.loader = _Loader(lambda step: torch.utils.data.DataLoader(
+            _Rows(dataset), batch_sampler=_StepRows(self, step), collate_fn=_collate,
+            **_loader_flags(workers, pin_memory)))
+
+    def rows(self, step: int) -> list:
+        """The dataset rows of this rank's slice of batch `step`: positions step * B + rank * B / world, ... of the
+        endless list of epochs, each a permutation seeded by (seed, epoch)."""
+        n, first = len(self.dataset), step * self.batch_size + self.rank * self.local
+        return [int(self._order(k // n)[k % n]) for k in range(first, first + self.local)]
+
+    @functools.lru_cache(maxsize=2)
+    def _order(self, epoch: int) -> torch.Tensor:
+        return torch.randperm(len(self.dataset), generator=torch.Generator().manual_seed(step_seed(self.seed, epoch)))
 
     def pairs(self, step: int) -> Pretraining:
-        n, B = len(self.dataset), self.batch_size
-        start = step * B + self.rank * self.local
-        epoch = start // n
-        order = torch.randperm(n, generator=torch.Generator().manual_seed(step_seed(self.seed, epoch)))
-        items = [self.dataset[int(order[(start + i) % n])] for i in range(self.local)]
-        return Pretraining(torch.stack([img for img, _ in items]), [cap for _, cap in items])
+        return self.loader(step)
+
+    @property
+    def skipped(self) -> list:
+        """The images found unreadable so far, in any worker, and those missing from the start."""
+        return list(dict.fromkeys(self.dataset.skipped + list(self.loader.skipped)))
 
     def corpus(self) -> list:
         """The caption column alone: decoding every image only to read its caption would be slow."""
         return [row.caption for row in self.dataset.rows]
+
+
+class _StepRows:
+    """A DataLoader batch sampler: the rows of steps start, start + 1, ..., without end."""
+
+    def __init__(self, pairs: DatasetPairs, start: int):
+        self.pairs, self.start = pairs, start
+
+    def __iter__(self):
+        return (self.pairs.rows(step) for step in itertools.count(self.start))
+
+
+class _Rows(torch.utils.data.Dataset):
+    """dataset[i] and the images that were skipped (unreadable) to get it: a worker's finds reach the main process
+    inside the batch."""
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+
+    def __getitem__(self, i: int) -> tuple:
+        before = len(self.dataset.skipped)
+        image, caption = self.dataset[i]
+        return image, caption, self.dataset.skipped[before:]
+
+
+def _collate(items: list) -> tuple:
+    return torch.stack([image for image, _, _ in items]), [c for _, c, _ in items], [b for *_, bad in items for b in bad]
+
+
+class ShardPairs(_RankSlice):
+    """`pairs(step)` from webdataset shards (minclip/data/shards.py): each rank streams its own shards, decoded in
+    `workers` DataLoader workers. Batch `step` is a function of (seed, step, ranks, workers): a resumed run must keep
+    --workers (it does: the flag is part of the run), and, unlike the CSV stream, two ranks of B/2 do not see the
+    batch one process of B sees (each rank reads different shards). shuffle: the size of each reader's shuffle
+    buffer (1: none). `skipped` counts the bad samples this process has met since it started (on a resume: since
+    the resume)."""
+
+    def __init__(self, pattern: str, image_size: int, batch_size: int, seed: int, rank: int = 0, world_size: int = 1,
+                 workers: int = 0, pin_memory: bool = False, shuffle: int = 1000):
+        super().__init__(batch_size, rank, world_size)
+        self.paths = shards.expand_shards(pattern)
+        self.loader = _Loader(lambda step: torch.utils.data.DataLoader(
+            shards.ShardBatches(self.paths, image_size, self.local, seed, rank, world_size, workers, step, shuffle),
+            batch_size=None, **_loader_flags(workers, pin_memory)), warn=True)
+
+    def pairs(self, step: int) -> Pretraining:
+        return self.loader(step)
+
+    @property
+    def skipped(self) -> list:
+        """The samples found bad so far: 'shard:key (why)'."""
+        return list(self.loader.skipped)
+
+    def corpus(self) -> list:
+        """Captions for the tokenizer, from the first shards' .txt files (up to 200,000; no image is decoded)."""
+        return shards.shard_captions(self.paths)

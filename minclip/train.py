@@ -15,6 +15,7 @@ sees all of it through gather-with-grad (minclip/loss.py).
 """
 import json
 import math
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Optional
@@ -30,7 +31,8 @@ from .data.shapeworld import CAPTION_STYLES
 from .data.transforms import clip_preprocess
 from .loss import clip_loss, distributed_clip_loss, distributed_siglip_loss, negclip_loss, siglip_loss, widen
 from .model import CLIP
-from .pairs import DatasetPairs, ShapeWorldPairs, parse_domains, parse_objects, step_seed
+from .data import shards
+from .pairs import DatasetPairs, ShapeWorldPairs, ShardPairs, default_workers, parse_domains, parse_objects, step_seed
 from .tokenizer import make_tokenizer
 from .zeroshot import shapeworld_zeroshot
 
@@ -63,16 +65,27 @@ SIGLIP_INIT = {"init_logit_scale": math.log(10), "init_logit_bias": -10.0}  # Si
 @dataclass
 class TrainConfig(loop.RunConfig):
     """The flags of `python -m minclip.train`: the shared ones (minclip/loop.py) and CLIP's own."""
-    RESUMABLE: ClassVar[tuple] = loop.RunConfig.RESUMABLE + ("on_bad_image",)
+    RESUMABLE: ClassVar[tuple] = loop.RunConfig.RESUMABLE + ("on_bad_image",)  # not --workers: wds batches need it
 
     preset: str = arg("tiny", "model preset: " + ", ".join(CLIPConfig.presets()))
     loss: str = arg("clip", "'clip' (softmax over the batch, Radford et al. 2021) or 'siglip' (a sigmoid per pair "
                             "with a learned bias, Zhai et al. 2023)")
-    data: str = arg("shapeworld", "'shapeworld' (offline, rendered on the fly) or 'csv' (an image-caption CSV)")
-    csv: str = arg("", "--data csv: a CSV/TSV file with (path, caption) rows")
+    data: str = arg("shapeworld", "'shapeworld' (offline, rendered on the fly), 'csv' (an image-caption CSV and an "
+                    "image folder: Flickr30k, COCO) or 'wds' (webdataset tar shards, as img2dataset writes: CC3M)")
+    csv: str = arg("", "--data csv: a UTF-8 CSV/TSV file with (path, caption) rows; a row with an empty caption is "
+                   "skipped (counted in a warning), a file that is not UTF-8 is refused, and a caption longer than "
+                   "the text tower's context is truncated by the tokenizer")
     image_root: str = arg("", "--data csv: the folder image paths are relative to")
-    on_bad_image: str = arg("error", "--data csv: a missing or undecodable image stops the run ('error', naming the "
-                            "file and its line) or is skipped ('skip': counted, and the first ones named in a warning)")
+    train_data: str = arg("", "--data wds: the shards, in brace notation, e.g. 'shards/{00000..00331}.tar' (quote "
+                          "it); a sample whose image cannot be decoded, or whose .txt caption is missing, empty or "
+                          "not UTF-8, is skipped and counted (a copy of a good pair takes its place in the batch); a "
+                          "long caption is truncated by the tokenizer")
+    workers: Optional[int] = arg(None, "--data csv/wds: DataLoader worker processes that decode images while the "
+                                 "model trains (0 = decode in the training process; default: one per CPU core, at "
+                                 "most 8)")
+    on_bad_image: str = arg("skip", "--data csv: a missing or undecodable image is skipped ('skip': counted, named "
+                            "in a warning, and the next readable row stands in) or stops the run ('error', naming "
+                            "the file and its line)")
     domains: str = arg("photo", "--data shapeworld: comma-separated domains to train on, or 'mix' for ShapeWorld's "
                        "7-domain mix (the demo trains on photos, the domain its zero-shot test uses)")
     objects: str = arg("1,1", "--data shapeworld: fewest,most objects per training image (the demo: one, like its "
@@ -103,8 +116,12 @@ class TrainConfig(loop.RunConfig):
                 raise ValueError(msg)
         need(self.preset in CLIPConfig.presets(), f"--preset {self.preset!r} is unknown; choose one of {CLIPConfig.presets()}")
         need(self.loss in LOSSES, f"--loss {self.loss!r} is unknown; use clip or siglip")
-        need(self.data in ("shapeworld", "csv"), f"--data {self.data!r} is unknown; use shapeworld or csv")
+        need(self.data in ("shapeworld", "csv", "wds"), f"--data {self.data!r} is unknown; use shapeworld, csv or wds")
         need(self.data != "csv" or Path(self.csv).is_file(), f"--data csv needs --csv FILE; {self.csv!r} is not a file")
+        need(self.data != "wds" or bool(self.train_data), "--data wds needs --train-data 'shards/{00000..00099}.tar'")
+        if self.data == "wds":
+            shards.expand_shards(self.train_data)  # raises naming the missing shards
+        need(self.workers is None or self.workers >= 0, f"--workers {self.workers} must be 0 or more")
         need(self.on_bad_image in ("error", "skip"), f"--on-bad-image {self.on_bad_image!r}: use error or skip")
         parse_objects(self.objects), parse_domains(self.domains)  # each raises with the fix
         need(self.captions in CAPTION_STYLES, f"--captions {self.captions!r}: use one of {', '.join(CAPTION_STYLES)}")
@@ -125,6 +142,8 @@ class TrainConfig(loop.RunConfig):
         for name, value in preset_defaults(cfg.preset).items():
             if getattr(cfg, name) is None:
                 setattr(cfg, name, value)
+        if cfg.workers is None:
+            cfg.workers = default_workers() if cfg.data != "shapeworld" else 0
         return cfg
 
 
@@ -145,7 +164,8 @@ class CLIPObjective(loop.Objective):
         config = model_config(cfg)
         self.cfg, self.device, self.first_row = cfg, par.device, par.rank * (cfg.batch_size // par.world)
         self.world = ShapeWorld(seed=0, image_size=config.vision.image_size) if cfg.data == "shapeworld" else None
-        self.data = pair_stream(cfg, self.world, config.vision.image_size, par.rank, par.world)
+        self.data = pair_stream(cfg, self.world, config.vision.image_size, par.rank, par.world,
+                                pin_memory=par.device.type == "cuda")
         start = state if state is not None else start_from(cfg.init, config)  # a resumed run has its own weights
         self.tokenizer = make_tokenizer(config, start, self.data.corpus)
         self.model = CLIP(config)
@@ -177,12 +197,19 @@ class CLIPObjective(loop.Objective):
 
     def evaluate(self, n: int = 500) -> dict:
         """Zero-shot on fresh 64-class ShapeWorld photos: seen colour-shape pairs and held-out ones."""
-        if self.world is None:  # a CSV run has no labelled test set of its own
+        if self.world is None:  # a CSV or shard run has no labelled test set of its own
             return {}
         return shapeworld_zeroshot(self.model, self.tokenizer, self.preprocess, self.world, n=n)
 
     def finish(self, out: Path, summary: dict) -> dict:
-        """The zero-shot test on 2,000 images per split -> OUT/zeroshot.json, and the run's figures."""
+        """The zero-shot test on 2,000 images per split -> OUT/zeroshot.json, and the run's figures. A CSV or shard
+        run counts its skipped samples in the summary (this rank's: rank 0 reports)."""
+        skipped = getattr(self.data, "skipped", None)
+        if skipped is not None:
+            summary["skipped_samples"] = len(skipped)
+            if skipped:
+                print(f"skipped {len(skipped)} bad sample(s) while training, e.g. {', '.join(skipped[:3])}",
+                      file=sys.stderr)
         result = self.evaluate(n=2000)
         if result:
             (out / "zeroshot.json").write_text(json.dumps({**result, "steps": summary["steps"],
@@ -208,14 +235,18 @@ def start_from(init: str, config: CLIPConfig) -> Optional[dict]:
     return state
 
 
-def pair_stream(cfg: TrainConfig, world: Optional[ShapeWorld], image_size: int, rank: int = 0, world_size: int = 1):
-    """The training pairs the flags describe: ShapeWorld scenes, or the rows of an image-caption CSV."""
+def pair_stream(cfg: TrainConfig, world: Optional[ShapeWorld], image_size: int, rank: int = 0, world_size: int = 1,
+                pin_memory: bool = False):
+    """The training pairs the flags describe: ShapeWorld scenes, the rows of an image-caption CSV, or shards."""
     if world is not None:
         return ShapeWorldPairs(world, cfg.batch_size, cfg.seed, parse_domains(cfg.domains), parse_objects(cfg.objects),
                                cfg.captions, rank, world_size)
-    from .data.datasets import ImageCaptionCSV  # a CSV run needs no ShapeWorld: any preset's image size works
+    workers = default_workers() if cfg.workers is None else cfg.workers
+    if cfg.data == "wds":  # any preset's image size works: the shards are resized as they are read
+        return ShardPairs(cfg.train_data, image_size, cfg.batch_size, cfg.seed, rank, world_size, workers, pin_memory)
+    from .data.datasets import ImageCaptionCSV
     dataset = ImageCaptionCSV(cfg.csv, cfg.image_root, image_size=image_size, on_bad_image=cfg.on_bad_image)
-    return DatasetPairs(dataset, cfg.batch_size, cfg.seed, rank, world_size)
+    return DatasetPairs(dataset, cfg.batch_size, cfg.seed, rank, world_size, workers, pin_memory)
 
 
 def train_step(model, images, tokens, loss_fn, accum_steps: int = 1, autocast=None, scaler=None):

@@ -1,4 +1,6 @@
-"""Image files that PIL cannot write, written byte by byte (PNG spec: https://www.w3.org/TR/png/)."""
+"""Files the tests write: PNGs PIL cannot write (byte by byte, PNG spec: https://www.w3.org/TR/png/), JPEG bytes,
+and webdataset shards."""
+import io
 import struct
 import zlib
 
@@ -23,3 +25,23 @@ def png_bytes(pixels: np.ndarray, width: int = 0, height: int = 0) -> bytes:
     header = struct.pack(">IIBBBBB", width or W, height or H, depth, colour_type, 0, 0, 0)
     return (b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", header) + _chunk(b"IDAT", zlib.compress(raw))
             + _chunk(b"IEND", b""))
+
+
+def jpeg_bytes(pixels: np.ndarray, quality: int = 90, **save) -> bytes:
+    """uint8 (H, W, 3) or (H, W) pixels as JPEG bytes (save: PIL's options, e.g. exif=...)."""
+    from PIL import Image
+    out = io.BytesIO()
+    Image.fromarray(pixels).save(out, "JPEG", quality=quality, **save)
+    return out.getvalue()
+
+
+def write_shard(path, samples) -> None:
+    """A webdataset shard as img2dataset writes it: samples = [(key, {"jpg": bytes, "txt": bytes, ...}), ...],
+    each file named KEY.EXT, a sample's files next to each other in the tar."""
+    import tarfile
+    with tarfile.open(path, "w") as tar:
+        for key, files in samples:
+            for ext, payload in files.items():
+                info = tarfile.TarInfo(f"{key}.{ext}")
+                info.size = len(payload)
+                tar.addfile(info, io.BytesIO(payload))

@@ -274,6 +274,12 @@ def _imagenet(root: str, split: str, transform) -> tv.ImageNet:
     return tv.ImageNet(str(Path(root) / "imagenet"), "val" if split == "test" else "train", transform=transform)
 
 
+def square_uint8(image_size: int) -> v2.Compose:
+    """PIL image -> uint8 (3, S, S): resized on its short side to S (bicubic), then centre-cropped."""
+    return v2.Compose([v2.Resize(image_size, interpolation=v2.InterpolationMode.BICUBIC),
+                       v2.CenterCrop(image_size), v2.PILToTensor()])
+
+
 class _Row(NamedTuple):
     line: int  # where the row starts in the CSV file, as a text editor numbers it (the header is line 1)
     path: str
@@ -285,8 +291,10 @@ class ImageCaptionCSV(torch.utils.data.Dataset):
 
     Each row is `path, caption` (path relative to image_root); a header row (path/image/filepath/filename, ...)
     is skipped, and the delimiter is a tab if the first line has one, else a comma. Unquoted commas inside a
-    caption are kept. Images are decoded by `load_rgb`, resized on their short side to `image_size` (bicubic)
-    and centre-cropped. A bad CSV file raises here; every error names the file and the line.
+    caption are kept; rows with an empty caption are dropped, with a warning that counts them; a long caption is
+    kept whole (the tokenizer truncates it to the context length). Images are decoded by `load_rgb`, resized on
+    their short side to `image_size` (bicubic) and centre-cropped. A bad CSV file raises here; every error names
+    the file and the line.
 
     on_bad_image="error": a missing image raises here, an unreadable one (corrupt, truncated, a decompression
     bomb) when it is loaded.
@@ -303,9 +311,16 @@ class ImageCaptionCSV(torch.utils.data.Dataset):
             raise ValueError(f"on_bad_image must be 'error' or 'skip', got {on_bad_image!r}")
         self.csv_path, self.image_root = Path(csv_path), Path(image_root)
         self.image_size, self.on_bad_image = image_size, on_bad_image
-        self.resize = v2.Compose([v2.Resize(image_size, interpolation=v2.InterpolationMode.BICUBIC),
-                                  v2.CenterCrop(image_size), v2.PILToTensor()])
+        self.resize = square_uint8(image_size)
         rows = _read_rows(self.csv_path, self.HEADER_NAMES, self.image_root)
+        empty = [row for row in rows if not row.caption]
+        if len(empty) == len(rows):
+            raise ValueError(f"every caption in {csv_path} is empty, e.g. line {rows[0].line}; the second column "
+                             f"is the caption")
+        if empty:  # a pair without text teaches nothing: drop it, and say so
+            warnings.warn(f"ImageCaptionCSV skipped {len(empty)} of {len(rows)} rows of {csv_path} whose caption is "
+                          f"empty, e.g. line " + ", ".join(str(row.line) for row in empty[:3]), stacklevel=2)
+            rows = [row for row in rows if row.caption]
         missing = [row for row in rows if not (self.image_root / row.path).is_file()]
         if missing and on_bad_image == "error":
             raise FileNotFoundError(f"{csv_path} line {missing[0].line}: image {missing[0].path!r} does not exist "
