@@ -62,9 +62,9 @@ _HELD = set()  # the lock files this process holds
 
 
 def _drop_inherited_locks() -> None:
-    """In a forked child (a DataLoader worker): close the copies of the parent's lock files. An flock belongs to the
-    open file, which a fork shares, so a worker that outlives its run would otherwise keep the folder locked. Closing
-    the child's copy leaves the parent's lock as it is."""
+    """In a forked child (a DataLoader worker): close the copies of the parent's lock files. An flock belongs to
+    the open file, which a fork shares, so a worker that outlives its run would otherwise keep the folder locked.
+    Closing the child's copy leaves the parent's lock as it is."""
     for file in _HELD:
         file.close()
     _HELD.clear()

@@ -7,9 +7,11 @@ and two ranks of B/2 together see exactly the batch of B that one process sees.
     stream = ShapeWorldPairs(ShapeWorld(image_size=32), batch_size=256, seed=0, domains=["photo"])
     images, captions = stream.pairs(step)      # uint8 (B, 3, H, W), B strings
 
+Three streams: ShapeWorldPairs (rendered on the fly), DatasetPairs (an image-caption CSV: rows drawn by (seed, step),
+decoded in DataLoader workers or in this process, the same pixels either way) and ShardPairs (webdataset tar shards,
+streamed; batch `step` also depends on the number of ranks and workers, see minclip/data/shards.py).
 Tokenizing and evaluating are not the stream's job: the objective that reads the pairs does them (minclip/train.py).
 """
-import functools
 import itertools
 import os
 import warnings
@@ -98,6 +100,9 @@ class _Loader:
     def __init__(self, make, warn: bool = False):
         self.make, self.warn, self.batches, self.next, self.skipped = make, warn, None, None, {}
 
+    def close(self) -> None:
+        self.batches, self.next = None, None  # the DataLoader's iterator, deleted, shuts its workers down
+
     def __call__(self, step: int) -> Pretraining:
         if step != self.next:
             self.batches = iter(self.make(step))
@@ -128,22 +133,18 @@ class DatasetPairs(_RankSlice):
                  pin_memory: bool = False):
         super().__init__(batch_size, rank, world_size)
         self.dataset, self.seed, self.workers = dataset, seed, workers
+        plan = _RowPlan(len(dataset), batch_size, rank * self.local, self.local, seed)
+        self.rows = plan.rows  # the lambda below holds no `self`: a stream dropped is freed at once, workers too
         self.loader = _Loader(lambda step: torch.utils.data.DataLoader(
-            _Rows(dataset), batch_sampler=_StepRows(self, step), collate_fn=_collate,
+            _Rows(dataset), batch_sampler=(plan.rows(s) for s in itertools.count(step)), collate_fn=_collate,
             **_loader_flags(workers, pin_memory)))
-
-    def rows(self, step: int) -> list:
-        """The dataset rows of this rank's slice of batch `step`: positions step * B + rank * B / world, ... of the
-        endless list of epochs, each a permutation seeded by (seed, epoch)."""
-        n, first = len(self.dataset), step * self.batch_size + self.rank * self.local
-        return [int(self._order(k // n)[k % n]) for k in range(first, first + self.local)]
-
-    @functools.lru_cache(maxsize=2)
-    def _order(self, epoch: int) -> torch.Tensor:
-        return torch.randperm(len(self.dataset), generator=torch.Generator().manual_seed(step_seed(self.seed, epoch)))
 
     def pairs(self, step: int) -> Pretraining:
         return self.loader(step)
+
+    def close(self) -> None:
+        """Stop the loader's workers now (they also stop when this stream is garbage-collected)."""
+        self.loader.close()
 
     @property
     def skipped(self) -> list:
@@ -155,14 +156,25 @@ class DatasetPairs(_RankSlice):
         return [row.caption for row in self.dataset.rows]
 
 
-class _StepRows:
-    """A DataLoader batch sampler: the rows of steps start, start + 1, ..., without end."""
+class _RowPlan:
+    """Which dataset rows batch `step` holds, for one rank: `rows(step)`."""
 
-    def __init__(self, pairs: DatasetPairs, start: int):
-        self.pairs, self.start = pairs, start
+    def __init__(self, n: int, batch_size: int, first: int, local: int, seed: int):
+        self.n, self.batch_size, self.first, self.local, self.seed = n, batch_size, first, local, seed
+        self.orders = {}  # epoch -> its permutation; the two latest are kept
 
-    def __iter__(self):
-        return (self.pairs.rows(step) for step in itertools.count(self.start))
+    def rows(self, step: int) -> list:
+        """Positions step * B + rank * B / world, ... of the endless list of epochs, each a permutation of the n
+        rows seeded by (seed, epoch)."""
+        start = step * self.batch_size + self.first
+        return [int(self.order(k // self.n)[k % self.n]) for k in range(start, start + self.local)]
+
+    def order(self, epoch: int) -> torch.Tensor:
+        if epoch not in self.orders:
+            self.orders = {e: o for e, o in self.orders.items() if e == epoch - 1}
+            generator = torch.Generator().manual_seed(step_seed(self.seed, epoch))
+            self.orders[epoch] = torch.randperm(self.n, generator=generator)
+        return self.orders[epoch]
 
 
 class _Rows(torch.utils.data.Dataset):
@@ -179,7 +191,8 @@ class _Rows(torch.utils.data.Dataset):
 
 
 def _collate(items: list) -> tuple:
-    return torch.stack([image for image, _, _ in items]), [c for _, c, _ in items], [b for *_, bad in items for b in bad]
+    images, captions, bad = zip(*items)
+    return torch.stack(images), list(captions), [name for names in bad for name in names]
 
 
 class ShardPairs(_RankSlice):
@@ -193,13 +206,18 @@ class ShardPairs(_RankSlice):
     def __init__(self, pattern: str, image_size: int, batch_size: int, seed: int, rank: int = 0, world_size: int = 1,
                  workers: int = 0, pin_memory: bool = False, shuffle: int = 1000):
         super().__init__(batch_size, rank, world_size)
-        self.paths = shards.expand_shards(pattern)
+        self.paths = paths = shards.expand_shards(pattern)
+        local = self.local  # the lambda holds no `self`: a stream dropped is freed at once, and its workers stop
         self.loader = _Loader(lambda step: torch.utils.data.DataLoader(
-            shards.ShardBatches(self.paths, image_size, self.local, seed, rank, world_size, workers, step, shuffle),
+            shards.ShardBatches(paths, image_size, local, seed, rank, world_size, workers, step, shuffle),
             batch_size=None, **_loader_flags(workers, pin_memory)), warn=True)
 
     def pairs(self, step: int) -> Pretraining:
         return self.loader(step)
+
+    def close(self) -> None:
+        """Stop the loader's workers now (they also stop when this stream is garbage-collected)."""
+        self.loader.close()
 
     @property
     def skipped(self) -> list:

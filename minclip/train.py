@@ -5,6 +5,8 @@ clamp the temperature (CLIP §2.5). Everything but the first three arrows is the
 file is what is CLIP's own: its flags, its model and data, GradCache, and its zero-shot evaluation.
 Multi-GPU: `torchrun --nproc_per_node 8 -m minclip.train ...`; each rank encodes its share of the batch and the loss
 sees all of it through gather-with-grad (minclip/loss.py).
+Data: --data shapeworld (offline), csv (Flickr30k, COCO: a caption file and an image folder) or wds (webdataset
+shards, as img2dataset writes CC3M); real images are decoded in --workers DataLoader processes (minclip/pairs.py).
 
     --loss clip     softmax over the batch, both directions (Radford et al. 2021)
     --loss siglip   a sigmoid per pair, with a learned bias b = -10 and scale exp(t) = 10 at the start (Zhai et al.
@@ -116,7 +118,8 @@ class TrainConfig(loop.RunConfig):
                 raise ValueError(msg)
         need(self.preset in CLIPConfig.presets(), f"--preset {self.preset!r} is unknown; choose one of {CLIPConfig.presets()}")
         need(self.loss in LOSSES, f"--loss {self.loss!r} is unknown; use clip or siglip")
-        need(self.data in ("shapeworld", "csv", "wds"), f"--data {self.data!r} is unknown; use shapeworld, csv or wds")
+        need(self.data in ("shapeworld", "csv", "wds"),
+             f"--data {self.data!r} is unknown; use shapeworld, csv or wds")
         need(self.data != "csv" or Path(self.csv).is_file(), f"--data csv needs --csv FILE; {self.csv!r} is not a file")
         need(self.data != "wds" or bool(self.train_data), "--data wds needs --train-data 'shards/{00000..00099}.tar'")
         if self.data == "wds":
@@ -189,7 +192,8 @@ class CLIPObjective(loop.Objective):
             captions = captions + hard_negatives(captions, step_seed(self.cfg.seed, step, 3),
                                                  set(self.world.holdout_pairs), first=self.first_row)
         tokens = self.tokenizer(captions, context_length=self.model.context_length, truncate=True)
-        return self.preprocess(torch.as_tensor(images).to(self.device)), tokens.to(self.device)
+        images = torch.as_tensor(images).to(self.device, non_blocking=True)  # pinned memory (--workers on a GPU): async
+        return self.preprocess(images), tokens.to(self.device)
 
     def backward(self, step: int, autocast, scaler) -> torch.Tensor:
         images, tokens = self.batch(step)

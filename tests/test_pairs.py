@@ -24,7 +24,8 @@ from _images import jpeg_bytes, png_bytes, write_shard
 def photo(i: int, h: int = 48, w: int = 64) -> np.ndarray:
     """A smooth picture (JPEG keeps it) that differs from image to image."""
     y, x = np.mgrid[0:h, 0:w]
-    return np.stack([(x * 4 + 30 * i) % 256, (y * 5 + 17 * i) % 256, np.full_like(x, (40 * i) % 256)], -1).astype(np.uint8)
+    channels = [(x * 4 + 30 * i) % 256, (y * 5 + 17 * i) % 256, np.full_like(x, (40 * i) % 256)]
+    return np.stack(channels, -1).astype(np.uint8)
 
 
 @pytest.fixture
@@ -95,6 +96,24 @@ def test_two_ranks_of_half_the_batch_read_the_rows_of_one_process(folder):
     for step in range(7):
         a, b, c = one.pairs(step), r0.pairs(step), r1.pairs(step)
         assert torch.equal(a.images, torch.cat([b.images, c.images])) and a.captions == b.captions + c.captions
+
+
+@pytest.mark.filterwarnings("ignore:skipped bad sample")
+def test_a_dropped_stream_stops_its_workers_at_once(folder):
+    """No reference cycle keeps a stream (and its prefetching workers) alive until the garbage collector runs."""
+    import gc
+    import multiprocessing
+    gc.disable()
+    try:
+        shards_pattern = str(folder / "shards" / "{00000..00001}.tar")
+        for make in (lambda: csv_pairs(folder, workers=2), lambda: ShardPairs(shards_pattern, 16, 8, 0, workers=2)):
+            stream = make()
+            stream.pairs(0)
+            assert len(multiprocessing.active_children()) == 2
+            del stream
+            assert multiprocessing.active_children() == []
+    finally:
+        gc.enable()
 
 
 def test_default_workers_is_one_per_core_at_most_8():

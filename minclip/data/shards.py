@@ -62,8 +62,9 @@ def shard_captions(paths: list, limit: int = 200_000) -> list:
     return [c for c in captions if c]
 
 
-def decode(sample: dict, image_size: int) -> tuple:
-    """A raw sample -> (image uint8 (3, S, S), caption); raises ValueError saying what is wrong with a bad one."""
+def decode(sample: dict, image_size: int, resize=None) -> tuple:
+    """A raw sample -> (image uint8 (3, S, S), caption); raises ValueError saying what is wrong with a bad one.
+    resize: square_uint8(image_size), if the caller has one already."""
     image_key = next((k for k in IMAGE_EXTENSIONS if k in sample), None)
     if image_key is None or "txt" not in sample:
         raise ValueError(f"no image or no caption: it has {sorted(k for k in sample if not k.startswith('__'))}")
@@ -77,7 +78,7 @@ def decode(sample: dict, image_size: int) -> tuple:
         image = load_rgb(io.BytesIO(sample[image_key]), image_size)
     except Exception as error:  # PIL raises many kinds on bad bytes: OSError, SyntaxError, EOFError, ...
         raise ValueError(f"its .{image_key} image cannot be decoded ({type(error).__name__})") from None
-    return square_uint8(image_size)(image), caption
+    return (resize or square_uint8(image_size))(image), caption
 
 
 class ShardBatches(torch.utils.data.IterableDataset):
@@ -120,7 +121,7 @@ class ShardBatches(torch.utils.data.IterableDataset):
         info = torch.utils.data.get_worker_info()
         w = info.id if info is not None else 0
         reader = (self.start + w) % self.workers
-        stream = self.stream(reader)
+        stream, resize = self.stream(reader), square_uint8(self.image_size)
         # the batches this reader made before `start`: steps reader, reader + W, ... below start
         done = len(range(reader, self.start, self.workers))
         for _ in itertools.islice(stream, done * self.local):
@@ -130,7 +131,7 @@ class ShardBatches(torch.utils.data.IterableDataset):
             pairs, bad = [], []
             for sample in raw:
                 try:
-                    pairs.append(decode(sample, self.image_size))
+                    pairs.append(decode(sample, self.image_size, resize))
                 except ValueError as error:
                     bad.append(f"{sample.get('__url__', '?')}:{sample.get('__key__', '?')}: {error}")
             if not pairs:
