@@ -3,6 +3,7 @@
 Every image here is a real JPEG (or PNG) the test encodes; every shard is a tar file in img2dataset's layout.
 """
 import io
+import json
 import os
 import subprocess
 import sys
@@ -265,3 +266,17 @@ def test_two_ranks_with_workers_train_the_weights_of_one_process(folder, tmp_pat
     for k in a:
         torch.testing.assert_close(b[k], a[k], atol=2e-5, rtol=1e-4, msg=k)
     assert "0003.jpg" in one.stderr  # the corrupt image, named in a warning
+
+
+@pytest.mark.slow
+def test_the_prepared_gpu_script_runs_at_toy_size_on_the_cpu():
+    """benchmarks/gpu_throughput.py waits for a lent GPU; this proves it runs end to end (both libraries, both
+    modes, the loader with a worker) before anyone spends device time on it."""
+    script = os.path.join(os.path.dirname(__file__), "..", "benchmarks", "gpu_throughput.py")
+    r = subprocess.run([sys.executable, script, "--device", "cpu", "--preset", "tiny", "--batch", "16", "--steps", "1",
+                        "--images", "32", "--workers", "1"], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    rows = [json.loads(line) for line in r.stdout.splitlines() if line.startswith("{")]
+    assert {(row["mode"], row["library"]) for row in rows} == {(m, lib) for m in ("loader", "compute")
+                                                                for lib in ("minclip", "open_clip")}
+    assert all(row["samples_per_s"] > 0 for row in rows)
