@@ -78,8 +78,9 @@ class RunLock:
     """`with RunLock(out):` one process at a time writes a run folder; a second one is refused at once.
 
     An OS file lock (flock) on OUT/.lock: the kernel releases it when the holder exits, however it exits (kill -9
-    included), so a lock is never left stale, and a forked child does not inherit it. Holding it also means that any
-    `.*.tmp<PID>` file in the folder was left by a writer that died mid-write, so it is removed.
+    included), so a lock is never left stale; a forked child (a loader worker) inherits the open file and closes its
+    copy at once (above), so it cannot keep the folder locked. Holding it also means that any `.*.tmp<PID>` file in
+    the folder was left by a writer that died mid-write, so it is removed.
     """
 
     def __init__(self, folder):

@@ -313,7 +313,8 @@ class _Saver:
         if self.par.is_main and self.saved != step:
             checkpoint.save_checkpoint(Path(self.cfg.out) / "checkpoint.pt", model, self.objective.tokenizer, step,
                                        self.optimizer, self.scheduler, asdict(self.cfg), self.scaler,
-                                       extra={"train_seconds": seconds}, method=self.objective.method,
+                                       extra={"train_seconds": seconds, "world_size": self.par.world},
+                                       method=self.objective.method,
                                        builder=self.objective.builder, model_config=self.objective.model_config)
         self.saved = step
 

@@ -1,8 +1,10 @@
 """Where training pairs come from: a deterministic stream of (image, caption) batches, one per step.
 
-Batch `step` depends only on (seed, step), never on what came before, and rank `r` of `world` takes its r-th slice.
-So a resumed run sees exactly the batches an uninterrupted run would have seen, with no data-loader state to save,
-and two ranks of B/2 together see exactly the batch of B that one process sees.
+A resumed run sees exactly the batches an uninterrupted run would have seen, with no data-loader state to save.
+For ShapeWorld and a CSV, batch `step` depends only on (seed, step), never on what came before, and rank `r` of
+`world` takes its r-th slice: two ranks of B/2 together see exactly the batch of B that one process sees. Shards
+are read front to back, so there batch `step` also depends on the number of ranks and of workers (both kept on
+--resume).
 
     stream = ShapeWorldPairs(ShapeWorld(image_size=32), batch_size=256, seed=0, domains=["photo"])
     images, captions = stream.pairs(step)      # uint8 (B, 3, H, W), B strings
@@ -121,7 +123,18 @@ def _loader_flags(workers: int, pin_memory: bool) -> dict:
     return dict(num_workers=workers, pin_memory=pin_memory, **({"prefetch_factor": 4} if workers else {}))
 
 
-class DatasetPairs(_RankSlice):
+class _LoaderPairs(_RankSlice):
+    """A stream whose batches come from `self.loader`, a _Loader (the subclass makes it)."""
+
+    def pairs(self, step: int) -> Pretraining:
+        return self.loader(step)
+
+    def close(self) -> None:
+        """Stop the loader's workers now (they also stop when this stream is garbage-collected)."""
+        self.loader.close()
+
+
+class DatasetPairs(_LoaderPairs):
     """`pairs(step)` from an image-caption dataset (minclip.data.ImageCaptionCSV: `dataset[i]` -> (image uint8
     (3, H, W), caption), `dataset.rows`, `dataset.skipped`): a fresh seeded permutation of the rows each epoch, and
     this rank's slice of it.
@@ -138,13 +151,6 @@ class DatasetPairs(_RankSlice):
         self.loader = _Loader(lambda step: torch.utils.data.DataLoader(
             _Rows(dataset), batch_sampler=(plan.rows(s) for s in itertools.count(step)), collate_fn=_collate,
             **_loader_flags(workers, pin_memory)))
-
-    def pairs(self, step: int) -> Pretraining:
-        return self.loader(step)
-
-    def close(self) -> None:
-        """Stop the loader's workers now (they also stop when this stream is garbage-collected)."""
-        self.loader.close()
 
     @property
     def skipped(self) -> list:
@@ -195,7 +201,7 @@ def _collate(items: list) -> tuple:
     return torch.stack(images), list(captions), [name for names in bad for name in names]
 
 
-class ShardPairs(_RankSlice):
+class ShardPairs(_LoaderPairs):
     """`pairs(step)` from webdataset shards (minclip/data/shards.py): each rank streams its own shards, decoded in
     `workers` DataLoader workers. Batch `step` is a function of (seed, step, ranks, workers): a resumed run must keep
     --workers (it does: the flag is part of the run), and, unlike the CSV stream, two ranks of B/2 do not see the
@@ -211,13 +217,6 @@ class ShardPairs(_RankSlice):
         self.loader = _Loader(lambda step: torch.utils.data.DataLoader(
             shards.ShardBatches(paths, image_size, local, seed, rank, world_size, workers, step, shuffle),
             batch_size=None, **_loader_flags(workers, pin_memory)), warn=True)
-
-    def pairs(self, step: int) -> Pretraining:
-        return self.loader(step)
-
-    def close(self) -> None:
-        """Stop the loader's workers now (they also stop when this stream is garbage-collected)."""
-        self.loader.close()
 
     @property
     def skipped(self) -> list:

@@ -67,7 +67,8 @@ SIGLIP_INIT = {"init_logit_scale": math.log(10), "init_logit_bias": -10.0}  # Si
 @dataclass
 class TrainConfig(loop.RunConfig):
     """The flags of `python -m minclip.train`: the shared ones (minclip/loop.py) and CLIP's own."""
-    RESUMABLE: ClassVar[tuple] = loop.RunConfig.RESUMABLE + ("on_bad_image",)  # not --workers: wds batches need it
+    # what may change on --resume; --workers may not: a shard run's batches depend on it
+    RESUMABLE: ClassVar[tuple] = loop.RunConfig.RESUMABLE + ("on_bad_image",)
 
     preset: str = arg("tiny", "model preset: " + ", ".join(CLIPConfig.presets()))
     loss: str = arg("clip", "'clip' (softmax over the batch, Radford et al. 2021) or 'siglip' (a sigmoid per pair "
@@ -167,6 +168,11 @@ class CLIPObjective(loop.Objective):
         config = model_config(cfg)
         self.cfg, self.device, self.first_row = cfg, par.device, par.rank * (cfg.batch_size // par.world)
         self.world = ShapeWorld(seed=0, image_size=config.vision.image_size) if cfg.data == "shapeworld" else None
+        ranks = state.get("extra", {}).get("world_size", 1) if state is not None else par.world
+        if cfg.data == "wds" and ranks != par.world:  # each rank reads its own shards: the batches would differ
+            raise ValueError(f"--resume: the run in {cfg.out} trained on {ranks} rank(s) and this one has {par.world}; "
+                             f"a --data wds run resumes on the same number of processes (torchrun --nproc_per_node "
+                             f"{ranks}), or starts anew in another --out")
         self.data = pair_stream(cfg, self.world, config.vision.image_size, par.rank, par.world,
                                 pin_memory=par.device.type == "cuda")
         start = state if state is not None else start_from(cfg.init, config)  # a resumed run has its own weights
@@ -180,7 +186,7 @@ class CLIPObjective(loop.Objective):
         loss, distributed = LOSSES[cfg.loss]
         self.loss_fn = distributed if par.world > 1 else loss
         if cfg.loss == "siglip":  # the bias is the model's: the loss takes it beside the scale
-            self.loss_fn = lambda i, t, s, f=self.loss_fn: f(i, t, s, self.model.logit_bias)
+            self.loss_fn = lambda i, t, s, f=self.loss_fn, m=self.model: f(i, t, s, m.logit_bias)  # no `self`: no cycle
         if cfg.hard_negatives == "swap":  # the texts are the b captions, then their b negatives
             self.loss_fn = lambda i, t, s: negclip_loss(i, t[:len(i)], t[len(i):], s)
 

@@ -171,6 +171,32 @@ def test_bad_samples_are_skipped_counted_and_named_never_fatal(folder):
     assert seen == {f"photo number {i}" for i in range(40) if i not in (3, 7, 9, 11)}
 
 
+def test_a_batch_of_one_bad_sample_takes_the_latest_good_one_and_resumes_exactly(folder):
+    # a batch of 1 (e.g. --batch-size 8 on 8 ranks) whose only sample is bad: never fatal
+    stream = ShardPairs(str(folder / "shards" / "00000.tar"), 16, 1, seed=0, shuffle=1)  # samples 0-19 in order
+    with pytest.warns(UserWarning, match="skipped bad sample"):
+        batches = [stream.pairs(step) for step in range(13)]
+    assert [b.captions[0] for b in batches[:3]] == ["photo number 0", "photo number 1", "photo number 2"]
+    assert batches[3].captions == ["photo number 2"]  # sample 3 is corrupt: the latest good sample before it
+    assert batches[11].captions == ["photo number 10"] and batches[12].captions == ["photo number 12"]
+    assert len(stream.skipped) == 4  # 3, 7, 9 and 11
+    resumed = ShardPairs(str(folder / "shards" / "00000.tar"), 16, 1, seed=0, shuffle=1)
+    for step in (3, 4, 9, 11, 12):  # a resume lands on the same samples: each batch read exactly one
+        assert torch.equal(resumed.pairs(step).images, batches[step].images), step
+
+
+def test_only_shards_that_all_hold_no_sample_are_refused(folder, tmp_path):
+    write_shard(tmp_path / "empty.tar", [])
+    good = str(folder / "shards" / "00000.tar")
+    for workers in (0, 2):  # seed 13, 2 readers: reader 0 visits the empty shard 3 times before the good one
+        stream = ShardPairs(f"{{{tmp_path / 'empty.tar'},{good}}}", 16, 4, seed=13, workers=workers, shuffle=1)
+        with pytest.warns(UserWarning, match="skipped bad sample"):
+            assert all(len(stream.pairs(step).captions) == 4 for step in range(12))
+        stream.close()
+    with pytest.raises(OSError, match="all 1 shards hold no sample"):
+        ShardPairs(str(tmp_path / "empty.tar"), 16, 4, seed=0).pairs(0)
+
+
 def test_every_image_kind_decodes_from_a_shard_as_from_a_file(tmp_path):
     """Gray, CMYK, palette, 16-bit and EXIF-rotated images: decoded by the same load_rgb as a CSV's files."""
     exif = Image.Exif()
@@ -246,6 +272,35 @@ def test_shard_training_resumes_bit_identically_and_counts_bad_samples(folder, t
     for step in range(6):
         stream.pairs(step)
     assert summary["skipped_samples"] == len(stream.skipped) > 0
+
+
+@pytest.mark.filterwarnings("ignore:skipped bad sample")
+def test_a_shard_run_refuses_to_resume_on_another_number_of_ranks(folder, tmp_path, crash_after):
+    flags = dict(data="wds", train_data=str(folder / "shards" / "{00000..00001}.tar"), batch_size=8, warmup=1,
+                 eval_every=1000, quiet=True, workers=0, steps=4, out=str(tmp_path / "run"))
+    with crash_after(3):
+        T.train(T.TrainConfig(save_every=2, **flags))
+    path = tmp_path / "run" / "checkpoint.pt"
+    state = torch.load(path, weights_only=True)
+    assert state["extra"]["world_size"] == 1
+    state["extra"]["world_size"] = 2  # as if it had trained under torchrun --nproc_per_node 2
+    torch.save(state, path)
+    with pytest.raises(ValueError, match=r"trained on 2 rank\(s\) and this one has 1; .* --nproc_per_node 2"):
+        T.train(T.TrainConfig(resume=True, **flags))
+
+
+@pytest.mark.filterwarnings("ignore:skipped bad sample")
+def test_a_finished_siglip_run_leaves_no_loader_worker_behind(folder, tmp_path):
+    import gc
+    import multiprocessing
+    gc.disable()  # no reference cycle may keep the objective, its stream and its workers alive
+    try:
+        T.train(T.TrainConfig(data="wds", train_data=str(folder / "shards" / "{00000..00001}.tar"), loss="siglip",
+                              batch_size=8, warmup=1, eval_every=1000, quiet=True, workers=2, steps=2,
+                              out=str(tmp_path / "run")))
+        assert multiprocessing.active_children() == []
+    finally:
+        gc.enable()
 
 
 @pytest.mark.slow

@@ -14,9 +14,11 @@ stays exact enough to train from:
   next `local` samples of its stream. So batch `step` is a function of (seed, step, ranks, workers), and a resumed
   run skips, in each reader, the samples of the batches it made before, reading their bytes without decoding them.
 - **Bad samples.** A corrupt image, a caption that is empty or not UTF-8, or a sample missing its image or caption
-  is counted and replaced by a copy of a good pair of the same batch: never fatal, and every batch still takes
-  exactly `local` samples, which is what lets a resumed run skip without decoding.
+  is counted and replaced by a copy of a good pair of the same batch (or, if it has none, of the latest good sample
+  read before it): never fatal, and every batch still takes exactly `local` samples, which is what lets a resumed
+  run skip without decoding.
 """
+import collections
 import io
 import itertools
 import random
@@ -30,6 +32,7 @@ from webdataset.shardlists import expand_urls
 from .datasets import load_rgb, square_uint8
 
 IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp")
+HISTORY = 256  # raw samples a reader keeps, for a batch in which none decodes
 
 
 def expand_shards(pattern: str) -> list:
@@ -85,8 +88,9 @@ class ShardBatches(torch.utils.data.IterableDataset):
     """The batches of one rank, steps `start`, `start` + 1, ..., for a DataLoader with `workers` workers (0: in
     this process) and batch_size=None: each item is (images uint8 (b, 3, S, S), b captions, bad samples' names).
 
-    The DataLoader asks its workers in turn, so the i-th batch comes from worker i mod W; worker w therefore plays
-    reader (start + w) mod W, whose batch for step s is its (s // W)-th."""
+    The DataLoader asks its workers in turn, so the i-th batch it gives (step start + i) comes from worker i mod W:
+    a fresh DataLoader gives step `start` to worker 0. Worker w therefore plays reader (start + w) mod W, the reader
+    that makes steps reader, reader + W, ...; its batch for step s is its (s // W)-th."""
 
     def __init__(self, paths: list, image_size: int, local: int, seed: int, rank: int, world: int, workers: int,
                  start: int, shuffle: int = 1000):
@@ -105,37 +109,53 @@ class ShardBatches(torch.utils.data.IterableDataset):
                     yield order[i]
 
     def stream(self, reader: int) -> Iterator[dict]:
-        """Reader `reader`'s samples, raw, through its seeded shuffle buffer."""
-        rng, buffer, empty_visits = random.Random(f"{self.seed}-{self.rank}-{reader}-buffer"), [], 0
+        """Reader `reader`'s samples, raw, through its seeded shuffle buffer. Raises once every shard has been
+        visited without giving a sample (else a reader would loop forever over empty shards)."""
+        rng, buffer, empty, gave = random.Random(f"{self.seed}-{self.rank}-{reader}-buffer"), [], set(), False
         for path in self.visits(reader):
-            empty_visits += 1
             for sample in _samples([path]):
-                empty_visits = 0
+                gave = True
                 buffer.append(sample)
                 if len(buffer) >= self.shuffle:
                     yield buffer.pop(rng.randrange(len(buffer)))
-            if empty_visits > len(self.paths):  # else an endless loop over shards that hold no sample
-                raise OSError(f"{empty_visits} shards in a row hold no sample, e.g. {path}: check them (tar -tf)")
+            if not gave:  # no sample yet from any shard this reader visited: remember which came up empty
+                empty.add(path)
+                if len(empty) == len(self.paths):
+                    raise OSError(f"all {len(self.paths)} shards hold no sample, e.g. {path}: check them (tar -tf)")
 
     def __iter__(self):
         info = torch.utils.data.get_worker_info()
         w = info.id if info is not None else 0
         reader = (self.start + w) % self.workers
         stream, resize = self.stream(reader), square_uint8(self.image_size)
-        # the batches this reader made before `start`: steps reader, reader + W, ... below start
+        # the samples read before this batch, raw (the latest HISTORY): where a batch with no good sample finds one
+        history = collections.deque(maxlen=HISTORY)
+        # the batches this reader made before `start` (steps reader, reader + W, ... below start): read, not decoded
         done = len(range(reader, self.start, self.workers))
-        for _ in itertools.islice(stream, done * self.local):
-            pass
+        history.extend(itertools.islice(stream, done * self.local))
         while True:
             raw = list(itertools.islice(stream, self.local))
-            pairs, bad = [], []
-            for sample in raw:
-                try:
-                    pairs.append(decode(sample, self.image_size, resize))
-                except ValueError as error:
-                    bad.append(f"{sample.get('__url__', '?')}:{sample.get('__key__', '?')}: {error}")
-            if not pairs:
-                raise OSError(f"a whole batch of {self.local} samples could not be decoded, e.g. {bad[:2]}: "
-                              f"the shards look broken; check them (tar -tf SHARD | head)")
-            pairs += [pairs[i % len(pairs)] for i in range(len(bad))]  # keep the batch size: copies of good pairs
-            yield torch.stack([image for image, _ in pairs]), [caption for _, caption in pairs], bad
+            yield self.batch(raw, history, resize)
+            history.extend(raw)
+
+    def batch(self, raw: list, history, resize) -> tuple:
+        """`local` raw samples -> (images, captions, bad samples' names). A bad sample is replaced by a copy of a good
+        pair of the batch, or, in a batch with none, of the latest good sample read before it: each batch reads
+        exactly `local` samples either way, so a resume can skip samples without decoding them."""
+        pairs, bad = [], []
+        for sample in raw:
+            try:
+                pairs.append(decode(sample, self.image_size, resize))
+            except ValueError as error:
+                bad.append(f"{sample.get('__url__', '?')}:{sample.get('__key__', '?')}: {error}")
+        for sample in reversed(history if not pairs else []):
+            try:
+                pairs.append(decode(sample, self.image_size, resize))
+                break
+            except ValueError:
+                continue
+        if not pairs:
+            raise OSError(f"none of the last {len(raw) + len(history)} samples could be decoded, e.g. {bad[:2]}: the "
+                          f"shards look broken; check them (tar -tf SHARD | head)")
+        pairs = [pairs[i % len(pairs)] for i in range(self.local)]  # good pairs, then copies of them
+        return torch.stack([image for image, _ in pairs]), [caption for _, caption in pairs], bad
