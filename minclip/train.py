@@ -254,7 +254,7 @@ def pair_stream(cfg: TrainConfig, world: Optional[ShapeWorld], image_size: int, 
     workers = default_workers() if cfg.workers is None else cfg.workers
     if cfg.data == "wds":  # any preset's image size works: the shards are resized as they are read
         return ShardPairs(cfg.train_data, image_size, cfg.batch_size, cfg.seed, rank, world_size, workers, pin_memory)
-    from .data.datasets import ImageCaptionCSV
+    from .data.captions import ImageCaptionCSV
     dataset = ImageCaptionCSV(cfg.csv, cfg.image_root, image_size=image_size, on_bad_image=cfg.on_bad_image)
     return DatasetPairs(dataset, cfg.batch_size, cfg.seed, rank, world_size, workers, pin_memory)
 

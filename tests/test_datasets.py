@@ -17,7 +17,8 @@ import torchvision
 from PIL import Image
 
 from minclip.data import prompts, templates
-from minclip.data.datasets import DATASETS, MISSING, ImageCaptionCSV, load_classification, paper_name
+from minclip.data import ImageCaptionCSV
+from minclip.data.datasets import DATASETS, MISSING, load_classification, paper_name
 from minclip.data.transforms import clip_preprocess
 
 from _images import png_bytes

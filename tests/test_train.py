@@ -410,7 +410,7 @@ def test_out_on_a_file_is_refused(tmp_path):
 
 def test_a_csv_run_needs_no_shapeworld_and_reads_its_captions_without_decoding_images(tmp_path, monkeypatch):
     from PIL import Image
-    from minclip.data import datasets
+    from minclip.data import captions
     for i in range(3):
         Image.new("RGB", (40, 30), (80 * i, 0, 0)).save(tmp_path / f"{i}.jpg")
     (tmp_path / "pairs.csv").write_text("path,caption\n" + "".join(f"{i}.jpg,photo {i}\n" for i in range(3)))
@@ -418,7 +418,7 @@ def test_a_csv_run_needs_no_shapeworld_and_reads_its_captions_without_decoding_i
                         batch_size=2)
     source = T.pair_stream(cfg, None, image_size=224)  # 224 px: ShapeWorld would refuse to render it
     with monkeypatch.context() as m:
-        m.setattr(datasets, "load_rgb", lambda *args: pytest.fail("reading the captions decoded an image"))
+        m.setattr(captions, "load_rgb", lambda *args: pytest.fail("reading the captions decoded an image"))
         assert source.corpus() == ["photo 0", "photo 1", "photo 2"]
     images, captions = source.pairs(0)
     assert images.shape == (2, 3, 224, 224) and len(captions) == 2

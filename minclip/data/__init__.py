@@ -1,5 +1,6 @@
 """Data: ShapeWorld (the offline world), real datasets, and image transforms."""
-from minclip.data.datasets import ClassificationData, ImageCaptionCSV, load_classification
+from minclip.data.captions import ImageCaptionCSV
+from minclip.data.datasets import ClassificationData, load_classification
 from minclip.data.shapeworld import ShapeWorld, ShapeWorldCaptions, ShapeWorldClassification, gallery
 from minclip.data.transforms import CLIP_MEAN, CLIP_STD, clip_preprocess, simclr_augment
 

@@ -29,7 +29,8 @@ import torch
 import webdataset as wds
 from webdataset.shardlists import expand_urls
 
-from .datasets import load_rgb, square_uint8
+from .captions import square_uint8
+from .datasets import load_rgb
 
 IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp")
 HISTORY = 256  # raw samples a reader keeps, for a batch in which none decodes
