@@ -1,12 +1,13 @@
 # From a fresh clone with only Python installed:
 #   make demo   set up .venv, train a tiny CLIP on ShapeWorld (about 3 CPU-minutes) and report zero-shot accuracy
 #   make test   set up .venv and run everything CI runs: pytest tests/ and pytest --nbval notebooks/
+#   make reproduce   the lecture's results at small scale into report/ (about 2 hours on 2 cores; BUDGET=smoke)
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast notebooks student bench gallery clean
+.PHONY: demo test test-fast notebooks student bench gallery reproduce clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -30,6 +31,13 @@ student: $(STAMP)
 
 test-fast: $(STAMP)
 	$(PY) -m pytest tests/ -q -m "not slow"
+
+# The lecture's results at small scale (reproduce/): trains and evaluates every model of the plan into report/,
+# reusing what a killed run already finished, and writes report/REPORT.md. BUDGET=smoke (a 2-minute check) and
+# BUDGET=gpu write report-smoke/ and report-gpu/ instead.
+BUDGET ?= cpu
+reproduce: $(STAMP)
+	$(PY) -m reproduce --budget $(BUDGET) --out $(if $(filter cpu,$(BUDGET)),report,report-$(BUDGET))
 
 bench: $(STAMP)
 	for f in benchmarks/*.py; do echo "== $$f"; $(PY) $$f; done

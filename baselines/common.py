@@ -19,7 +19,7 @@ A baseline module holds only what is its own: its model, its loss for one batch,
     model, tokenizer, preprocess = load("runs/simclr")   # any baseline run, or a minclip CLIP run
 """
 from dataclasses import dataclass
-from typing import Optional
+from typing import ClassVar, Optional
 
 import torch
 import torch.nn as nn
@@ -40,6 +40,7 @@ from minclip.zeroshot import scores_likelihood, shapeworld_zeroshot
 @dataclass
 class BaselineConfig(loop.RunConfig):
     """The shared flags (minclip/loop.py), and which minclip preset's towers a baseline trains, on which images."""
+    RESUMABLE: ClassVar[tuple] = loop.RunConfig.RESUMABLE + ("eval_images",)
     preset: str = arg("tiny", "the minclip preset whose image tower (and text tower, for LiT and SLIP) is used")
     width: Optional[int] = arg(None, "ViT width D, heads = D / 32 (default: the preset's: " + ", ".join(
         f"{p} {CLIPConfig.preset(p).vision.width}" for p in CLIPConfig.presets()) + ")")
@@ -49,6 +50,9 @@ class BaselineConfig(loop.RunConfig):
                                 "(minclip.train's default: photo)")
     objects: str = arg("1,1", "fewest,most objects per training image (minclip.train's default: 1,1; 1,3 for "
                               "crowded scenes whose captions name several objects)")
+    eval_images: int = arg(0, "the caption baselines' zero-shot test: images per split while training and at the "
+                              "end (0: 500 and 2,000; 200 and 1,000 for the likelihood models, which score every "
+                              "prompt)")
 
     def check(self) -> None:
         """Refuse bad values before any work starts, naming the flag and the fix."""
@@ -56,6 +60,8 @@ class BaselineConfig(loop.RunConfig):
             raise ValueError(f"--preset {self.preset!r} is unknown; choose one of {CLIPConfig.presets()}")
         if self.width is not None and self.width < 32:
             raise ValueError(f"--width {self.width} must be >= 32 (or leave it out: the preset's)")
+        if self.eval_images < 0:
+            raise ValueError(f"--eval-images {self.eval_images} must be 0 (the defaults) or more")
         if self.layers is not None and self.layers < 1:
             raise ValueError(f"--layers {self.layers} must be >= 1 (or leave it out: the preset's)")
         if self.width is not None and self.width % 32:
@@ -130,11 +136,12 @@ class CaptionBaseline(Baseline):
     def evaluate(self, n: Optional[int] = None) -> dict:
         """Zero-shot on fresh photos, seen and held-out colour-shape pairs, as minclip.train logs it (embeddings or
         prompt likelihoods, whichever the model scores by: minclip/zeroshot.py)."""
-        n = n or self.EVAL_N["likelihood" if scores_likelihood(self.model) else "embeddings"]
+        n = n or self.cfg.eval_images or self.EVAL_N["likelihood" if scores_likelihood(self.model) else "embeddings"]
         return shapeworld_zeroshot(self.model, self.tokenizer, self.preprocess, self.data.world, n=n)
 
     def finish(self, out, summary: dict) -> dict:
-        return self.evaluate(n=self.FINAL_N["likelihood" if scores_likelihood(self.model) else "embeddings"])
+        return self.evaluate(n=self.cfg.eval_images or self.FINAL_N["likelihood" if scores_likelihood(self.model)
+                                                                     else "embeddings"])
 
 
 def from_config(model_class, model_config: dict) -> nn.Module:

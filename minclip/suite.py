@@ -213,14 +213,15 @@ def _row(model_name, dataset, task, metrics, metric, n_test, seconds, **extra) -
 
 
 def evaluate_dataset(model, tokenizer, preprocess, name: str, data: Prepared, features: Features,
-                     model_name: str = "model", shots: Sequence[int] = (), seed: int = 0, workers: int = 0) -> list:
+                     model_name: str = "model", shots: Sequence[int] = (), seed: int = 0, workers: int = 0,
+                     Cs: Sequence[float] = SUITE_CS) -> list:
     """The rows of one dataset: zero-shot (if the model reads text), the linear probe, and k-shot probes (the ks
     every class has enough training images for; the others are skipped).
 
     Each row: model, dataset, task ("zeroshot_classification", "linear_probe", "linear_probe_{k}shot"), metric
     (the name of `value`: "top1" or "mean_per_class_recall"), value, top1, top5 (None for 5 classes or fewer),
     mean_per_class_recall, n_test, seconds; probes add C and n_train, k-shot rows shots, trials and std.
-    The probes fit on the model's device (a GPU if the model is on one).
+    The probes fit on the model's device (a GPU if the model is on one); Cs: the probe's grid (one C: no sweep).
     """
     rows = []
     device = next(model.parameters()).device
@@ -243,8 +244,8 @@ def evaluate_dataset(model, tokenizer, preprocess, name: str, data: Prepared, fe
     ytr, yva, yte = ytr.to(device), yva.to(device), yte.to(device)
     t0 = time.perf_counter()
     with warnings.catch_warnings():  # a best C at the grid's top: C = 1e3 is all but unregularised already
-        warnings.filterwarnings("ignore", message=f"the best C, {SUITE_CS[-1]:g},")
-        probe = linear_probe(ztr, ytr, zte, yte, Cs=SUITE_CS, val_feats=zva, val_labels=yva, seed=seed)
+        warnings.filterwarnings("ignore", message=f"the best C, {Cs[-1]:g},")
+        probe = linear_probe(ztr, ytr, zte, yte, Cs=Cs, val_feats=zva, val_labels=yva, seed=seed)
     logits = _probe_logits(probe.classifier, zte, len(data.classnames))  # (B, K)
     rows.append(_row(model_name, name, "linear_probe", classification_metrics(logits, yte.cpu()), data.metric,
                      len(yte), time.perf_counter() - t0, C=probe.C, n_train=len(ytr) + len(yva)))
@@ -288,7 +289,8 @@ class SuiteResult(NamedTuple):
 
 def evaluate_suite(model, tokenizer, preprocess, suite: str, model_name: str = "model", shots: Sequence[int] = (),
                    sizes: Sizes = Sizes(), seed: int = 0, cache_dir=None, model_id: Optional[str] = None,
-                   root=None, download: bool = False, workers: int = 0, progress: bool = True) -> SuiteResult:
+                   root=None, download: bool = False, workers: int = 0, progress: bool = True,
+                   Cs: Sequence[float] = SUITE_CS, only: Sequence[str] = ()) -> SuiteResult:
     """Evaluate one model on every dataset of `suite`, with a progress bar over the datasets.
 
     model: anything with encode_image (CLIP, SigLIP, SimCLR, MAE, supervised, LiT, ...) on any device; tokenizer
@@ -296,10 +298,16 @@ def evaluate_suite(model, tokenizer, preprocess, suite: str, model_name: str = "
     keyed by model_id (e.g. the checkpoint file and its modification time: a changed checkpoint gets fresh
     features). workers: processes decoding a real dataset's images. Real datasets that torchvision lacks are
     listed in `missing`, with the reason, and skipped; one that cannot be opened stops the run before any work.
+    Cs: the probes' C grid; only: a few of the suite's datasets (a quick look; the suite's mean is then theirs).
     """
     from tqdm.auto import tqdm  # here: importing minclip should not load tqdm's notebook machinery
 
     names = check_suite(suite)
+    if only:
+        unknown = sorted(set(only) - set(names))
+        if unknown:
+            raise ValueError(f"only={unknown}: not datasets of {suite}; choose among {names}")
+        names = [name for name in names if name in only]
     if cache_dir is not None and model_id is None:
         raise ValueError("cache_dir needs a model_id (what identifies the model's weights) to key the features by")
     image_size = model.config.vision.image_size
@@ -333,7 +341,7 @@ def evaluate_suite(model, tokenizer, preprocess, suite: str, model_name: str = "
                 atomic_save([list(split) for split in features], cached)
         t2 = time.perf_counter()
         dataset_rows = evaluate_dataset(model, tokenizer, preprocess, name, data, features, model_name, shots, seed,
-                                        workers)
+                                        workers, Cs)
         for row in dataset_rows:
             row.update(render_s=round(t1 - t0, 3), features_s=round(t2 - t1, 3))
             timing["zeroshot" if row["task"].startswith("zeroshot") else "probes"] += row["seconds"]

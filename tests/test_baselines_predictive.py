@@ -176,6 +176,16 @@ def test_a_run_trains_loads_and_evaluates(module, tmp_path, monkeypatch):
     assert all(0 <= r["value"] <= 1 for r in rows)
 
 
+def test_eval_images_sets_the_caption_baselines_zero_shot_test(tmp_path, monkeypatch):
+    sizes = []
+    monkeypatch.setattr(common, "shapeworld_zeroshot", lambda *a, n: sizes.append(n) or {"seen": 0.0, "unseen": 0.0})
+    bow_contrastive.train(bow_contrastive.BowContrastiveRun(steps=2, batch_size=16, warmup=1, eval_every=1,
+                                                            eval_images=24, quiet=True, out=str(tmp_path / "run")))
+    assert sizes == [24, 24, 24]  # while training (steps 1 and 2), then the final test
+    with pytest.raises(ValueError, match="--eval-images -1 must be 0"):
+        bow_contrastive.BowContrastiveRun(eval_images=-1).check()
+
+
 def test_a_checkpoint_may_name_only_a_minclip_or_baselines_builder(tmp_path):
     model = bow_prediction.BowPredictor(CONFIG)
     config = {"clip": CONFIG.to_dict()}

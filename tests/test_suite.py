@@ -135,6 +135,18 @@ def test_rows_for_a_text_model_an_image_only_model_and_k_shots(tiny):
     assert image_only[0]["value"] == rows[1]["value"]  # the probe does not depend on the text tower
 
 
+def test_only_some_datasets_of_a_suite_with_one_c(tiny):
+    model, tokenizer, preprocess = tiny
+    result = suite.evaluate_suite(model, tokenizer, preprocess, "shapeworld-27", sizes=SMALL, progress=False,
+                                  only=["count-photo", "shape-photo"], Cs=(1.0,))
+    assert [(r["dataset"], r["task"]) for r in result.rows] == [
+        ("shape-photo", "zeroshot_classification"), ("shape-photo", "linear_probe"),
+        ("count-photo", "zeroshot_classification"), ("count-photo", "linear_probe")]  # in the suite's order
+    assert all(r["C"] == 1.0 for r in result.rows if r["task"] == "linear_probe")
+    with pytest.raises(ValueError, match=r"only=\['cifar10'\]: not datasets of shapeworld-12"):
+        suite.evaluate_suite(model, tokenizer, preprocess, "shapeworld-12", only=["cifar10"])
+
+
 def test_zeroshot_uses_the_dataset_classes(tiny):
     """A dataset's zero-shot classifier has one column per class of that dataset (the 8 held-out pairs here), and
     its accuracy is the one minclip.zeroshot computes on the same images."""

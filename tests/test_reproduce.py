@@ -1,0 +1,95 @@
+"""reproduce/: the statistics against numpy and statistics, and the smoke run end to end (the CI's copy of
+`python -m reproduce --budget smoke`): the report's structure, and a killed run that continues where it stopped."""
+import json
+import re
+import statistics
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from reproduce import plan
+from reproduce.claims import CLAIMS
+from reproduce.stats import images_to_reach, loglog_fit, mean_sd, versus
+
+KEYS = ("Fig. 2", "Fig. 4", "Fig. 5", "Fig. 6", "Fig. 9", "Fig. 10", "Fig. 13", "WiSE-FT")
+
+
+def test_mean_and_spread_are_the_sample_statistics():
+    values = [0.81, 0.79, 0.84]
+    assert mean_sd(values) == pytest.approx((statistics.mean(values), statistics.stdev(values)), abs=1e-15)
+    assert mean_sd([0.5]) == (0.5, 0.0)
+    with pytest.raises(ValueError, match="no values"):
+        mean_sd([])
+
+
+def test_a_gap_within_the_spread_is_tied():
+    assert versus([0.80, 0.82, 0.84], [0.70, 0.71, 0.72]) == "higher"
+    assert versus([0.70, 0.71, 0.72], [0.80, 0.82, 0.84]) == "lower"
+    assert versus([0.80, 0.70, 0.90], [0.78, 0.79, 0.80]) == "tied"  # 2 points apart, 10 points of spread
+    assert versus([0.80], [0.80]) == "tied"
+
+
+def test_the_loglog_fit_is_numpys_polyfit_in_log_space():
+    rng = np.random.default_rng(0)
+    x, y = rng.uniform(0.01, 10, 7), rng.uniform(0.05, 0.9, 7)
+    slope, intercept = loglog_fit(x, y)
+    expected = np.polyfit(np.log(x), np.log(y), 1)
+    assert (slope, intercept) == pytest.approx(tuple(expected), rel=1e-12)
+    with pytest.raises(ValueError, match="two different sizes"):
+        loglog_fit([1.0, 1.0], [0.5, 0.4])
+
+
+def test_images_to_reach_interpolates_between_evaluations():
+    curve = [(100, 0.2), (200, 0.6), (300, 0.9)]
+    assert images_to_reach(curve, 0.4) == pytest.approx(150)
+    assert images_to_reach(curve, 0.1) == pytest.approx(50)  # from (0, 0) to the first evaluation
+    assert images_to_reach(curve, 0.95) is None
+
+
+def test_every_claim_of_the_issue_is_in_the_plan_and_every_budget_names_its_models():
+    assert len(CLAIMS) == len(KEYS)
+    for budget in plan.BUDGETS.values():
+        names = [spec.name for spec in plan.models(budget)]
+        assert len(names) == len(set(names))
+        assert {s.family for s in plan.models(budget)} >= {"CLIP-ViT", "CLIP-ResNet", "supervised ResNet",
+                                                            "EfficientNet", "SimCLR", "MAE"}
+    cpu = plan.BUDGETS["cpu"]
+    assert len(cpu.seeds) >= 3 and len(cpu.clip_vit) >= 3 and len(cpu.clip_rn) >= 3 and cpu.shots == (1, 2, 4, 8, 16)
+
+
+def test_a_bad_budget_is_refused_by_name():
+    run = subprocess.run([sys.executable, "-m", "reproduce", "--budget", "laptop"], capture_output=True, text=True)
+    assert run.returncode != 0 and "--budget 'laptop' is unknown; choose one of smoke, cpu, gpu" in run.stderr
+
+
+@pytest.mark.slow
+def test_the_smoke_run_writes_the_report_and_a_killed_run_continues(tmp_path):
+    out = tmp_path / "report"
+    command = [sys.executable, "-m", "reproduce", "--budget", "smoke", "--out", str(out), "--quiet"]
+    first = subprocess.run(command, capture_output=True, text=True, timeout=900)
+    assert first.returncode == 0, first.stderr[-3000:]
+    text = (out / "REPORT.md").read_text()
+    for key in KEYS:
+        assert f"## {key}: " in text
+    images = re.findall(r"!\[[^\]]*\]\(([^)]+\.png)\)", text)
+    assert len(images) == len(KEYS) and all((out / image).is_file() for image in images)
+    verdicts = [line for line in text.splitlines() if re.match(r"\| .* \| \*\*(reproduced|partly|not reproduced|"
+                                                                r"tied)\*\* \|", line)]
+    assert len(verdicts) == len(KEYS)
+    results = json.loads((out / "results.json").read_text())
+    assert results["seeds"] == [0, 1] and set(results["claims"]) == set(KEYS)
+    # "killed": one model unfinished, one evaluation missing; the rest is reused, not retrained
+    kept = out / "runs" / "clip-tiny-s1" / "checkpoint.pt"
+    before = kept.stat().st_mtime_ns
+    (out / "runs" / "simclr-tiny-s0" / "summary.json").unlink()
+    (out / "evals" / "simclr-tiny-s0.json").unlink()
+    (out / "evals" / "wise-ft-s1.json").unlink()
+    second = subprocess.run(command, capture_output=True, text=True, timeout=900)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert kept.stat().st_mtime_ns == before  # a finished run is reused
+    assert (out / "evals" / "simclr-tiny-s0.json").is_file() and (out / "evals" / "wise-ft-s1.json").is_file()
+    again = json.loads((out / "results.json").read_text())
+    for key in ("Fig. 5", "Fig. 6", "WiSE-FT"):  # the same models, evaluated again: the same numbers
+        assert again["claims"][key] == results["claims"][key], key
