@@ -87,8 +87,10 @@ class ShapeWorldPairs(_RankSlice):
 
 
 def default_workers() -> int:
-    """--workers' default: one loader worker per CPU core this process may use, at most 8."""
-    return min(8, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+    """--workers' default: this rank's share of the CPU cores this process may use (torchrun's LOCAL_WORLD_SIZE
+    ranks on one machine share them), at least 1 and at most 8."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, min(8, cores // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))))
 
 
 class _Loader:

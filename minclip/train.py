@@ -84,8 +84,8 @@ class TrainConfig(loop.RunConfig):
                           "not UTF-8, is skipped and counted (a copy of a good pair takes its place in the batch); a "
                           "long caption is truncated by the tokenizer")
     workers: Optional[int] = arg(None, "--data csv/wds: DataLoader worker processes that decode images while the "
-                                 "model trains (0 = decode in the training process; default: one per CPU core, at "
-                                 "most 8)")
+                                 "model trains (0 = decode in the training process; default: one per CPU core, "
+                                 "the cores shared by torchrun's ranks on a machine, at most 8)")
     on_bad_image: str = arg("skip", "--data csv: a missing or undecodable image is skipped ('skip': counted, named "
                             "in a warning, and the next readable row stands in) or stops the run ('error', naming "
                             "the file and its line)")

@@ -118,8 +118,14 @@ def test_a_dropped_stream_stops_its_workers_at_once(folder):
         gc.enable()
 
 
-def test_default_workers_is_one_per_core_at_most_8():
-    assert 1 <= default_workers() <= min(8, os.cpu_count())
+def test_default_workers_is_one_per_core_at_most_8_shared_by_the_ranks_of_a_machine(monkeypatch):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(16)), raising=False)
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    assert default_workers() == 8
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "8")  # torchrun --nproc_per_node 8 on 16 cores: 2 workers a rank
+    assert default_workers() == 2
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "32")
+    assert default_workers() == 1
 
 
 # ---- webdataset shards ------------------------------------------------------------------------------------------
