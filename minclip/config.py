@@ -73,6 +73,10 @@ class CLIPConfig:
 PRESETS = {
     # The teaching presets use exact GELU: one fused op, a 12% faster training step than QuickGELU on a 2-core CPU
     # (QuickGELU is kept where it matters: the OpenAI architectures below, so that released weights load).
+    # micro: the smallest size, for compute sweeps (CLIP Figs. 9 and 10 want three sizes a family on a CPU).
+    "micro": dict(embed_dim=32, tokenizer="shapeworld", quick_gelu=False,
+                  vision=dict(image_size=32, patch_size=8, width=64, layers=2, heads=2),
+                  text=dict(vocab_size=512, context_length=32, width=64, layers=1, heads=2)),
     # tiny, ~0.4M parameters: trains to >97% zero-shot on ShapeWorld in a few CPU-minutes (see README).
     "tiny": dict(embed_dim=64, tokenizer="shapeworld", quick_gelu=False,
                  vision=dict(image_size=32, patch_size=8, width=96, layers=3, heads=3),
@@ -88,6 +92,9 @@ PRESETS = {
     # pooling), its stem `width` C and blocks per stage scaled down, each beside the ViT preset of its name, with
     # that preset's text tower. Attention-pool heads = 32C / 64, as RN50's. 32 px leaves a 1x1 map after the 32x
     # downsampling: the pool then attends over the mean token and that one position.
+    "micro-rn": dict(embed_dim=32, tokenizer="shapeworld", quick_gelu=False,
+                     vision=dict(kind="resnet", image_size=32, width=8, layers=(1, 1, 1, 1), heads=4),
+                     text=dict(vocab_size=512, context_length=32, width=64, layers=1, heads=2)),
     "tiny-rn": dict(embed_dim=64, tokenizer="shapeworld", quick_gelu=False,
                     vision=dict(kind="resnet", image_size=32, width=16, layers=(1, 1, 1, 1), heads=8),
                     text=dict(vocab_size=512, context_length=32, width=64, layers=2, heads=2)),

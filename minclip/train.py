@@ -44,8 +44,8 @@ def preset_defaults(preset: str) -> dict:
     resnet = CLIPConfig.preset(preset).vision.kind == "resnet"
     return {
         # the paper's 5e-4 at B = 32,768; the teaching presets, smaller and on smaller batches, take more
-        "lr": {"tiny": 3e-3, "tiny-rn": 3e-3, "mini": 2e-3, "mini-rn": 2e-3, "small": 1e-3, "small-rn": 1e-3
-               }.get(preset, 5e-4),
+        "lr": {"micro": 3e-3, "micro-rn": 3e-3, "tiny": 3e-3, "tiny-rn": 3e-3, "mini": 2e-3, "mini-rn": 2e-3,
+               "small": 1e-3, "small-rn": 1e-3}.get(preset, 5e-4),
         # tiny: 1.0, not 0.2. Measured on the demo's 1,000-1,150 steps (zero-shot on held-out pairs, 2,000 images):
         # 0.05 -> 83%, 0.2 -> 87-89%, 0.5 -> 85%, 1.0 -> 91-92%; seen pairs ~100% throughout.
         "weight_decay": {"tiny": 1.0}.get(preset, 0.2),

@@ -37,6 +37,7 @@ class Budget:
     batch_size: int
     warmup: int
     seeds: tuple
+    main: str  # the ViT preset that Figs. 2 and 6 and WiSE-FT compare at (and its ResNet, MAIN-rn)
     clip_vit: tuple  # CLIP-ViT presets, smallest first: the sizes of Figs. 9 and 10
     clip_rn: tuple  # CLIP-ResNet presets
     supervised_rn: tuple  # supervised ResNet towers (minclip presets)
@@ -58,22 +59,24 @@ class Budget:
 BUDGETS = {
     # every stage at toy size, in CI: checks the pipeline and the report's structure, not the numbers
     "smoke": Budget(
-        "smoke", steps=4, batch_size=32, warmup=1, seeds=(0, 1),
+        "smoke", steps=4, batch_size=32, warmup=1, seeds=(0, 1), main="tiny",
         clip_vit=("tiny",), clip_rn=("tiny-rn",), supervised_rn=("tiny-rn",), efficientnet=("efficientnet_b0",),
         ssl=("tiny",), sizes=Sizes(train=112, val=56, test=56), shots=(1, 2), probe_cs=(1.0,),
         datasets=SUITES["shapeworld-12"][:3] + SUITES["shapeworld-27"][12:15], eval_train=224, eval_test=56,
         eval_every=2, eval_images=50, wise_steps=3, wise_sizes=Sizes(train=200, val=30, test=56)),
-    # the committed report: the 2-core laptop CPU, about 2 hours
+    # the committed report: the 2-core laptop CPU. Estimated from single jobs timed on 2026-12-03 (tiny CLIP 0.17
+    # s/step at batch 256, mini 0.72; a suite evaluation with 4 Cs about 45 s): about 35 minutes a seed. Not yet
+    # run whole: the first full run will say how the time is really spent.
     "cpu": Budget(
-        "cpu", steps=500, batch_size=256, warmup=50, seeds=(0, 1, 2),
-        clip_vit=("tiny", "mini", "small"), clip_rn=("tiny-rn", "mini-rn", "small-rn"),
-        supervised_rn=("tiny-rn", "mini-rn", "small-rn"), efficientnet=("efficientnet_b0", "efficientnet_b2"),
-        ssl=("tiny", "mini"), sizes=Sizes(train=1120, val=560, test=500), shots=(1, 2, 4, 8, 16),
-        probe_cs=SUITE_CS, datasets=(), eval_train=2240, eval_test=500,
-        eval_every=100, eval_images=0, wise_steps=150, wise_sizes=Sizes(train=1000, val=30, test=500)),
+        "cpu", steps=300, batch_size=256, warmup=30, seeds=(0, 1, 2), main="tiny",
+        clip_vit=("micro", "tiny", "mini"), clip_rn=("micro-rn", "tiny-rn", "mini-rn"),
+        supervised_rn=("micro-rn", "tiny-rn", "mini-rn"), efficientnet=("efficientnet_b0", "efficientnet_b1"),
+        ssl=("micro", "tiny"), sizes=Sizes(train=1120, val=280, test=300), shots=(1, 2, 4, 8, 16),
+        probe_cs=SUITE_CS[2:6], datasets=(), eval_train=2240, eval_test=500,
+        eval_every=75, eval_images=0, wise_steps=150, wise_sizes=Sizes(train=1000, val=30, test=500)),
     # a single modern GPU: 4x the steps, twice the batch, bf16
     "gpu": Budget(
-        "gpu", steps=2000, batch_size=512, warmup=200, seeds=(0, 1, 2),
+        "gpu", steps=2000, batch_size=512, warmup=200, seeds=(0, 1, 2), main="tiny",
         clip_vit=("tiny", "mini", "small"), clip_rn=("tiny-rn", "mini-rn", "small-rn"),
         supervised_rn=("tiny-rn", "mini-rn", "small-rn"),
         efficientnet=("efficientnet_b0", "efficientnet_b2", "efficientnet_b4"), ssl=("tiny", "mini", "small"),
@@ -93,7 +96,7 @@ def models(budget: Budget) -> list:
     specs += [Spec(f"supervised-{t}", "supervised", "EfficientNet", "tiny", tower=t) for t in budget.efficientnet]
     specs += [Spec(f"{kind}-{p}", kind, name, p) for kind, name in (("simclr", "SimCLR"), ("mae", "MAE"))
               for p in budget.ssl]
-    specs += [Spec(f"{kind}-tiny", kind, kind, "tiny", evaluate="curve") for kind in CAPTION_OBJECTIVES]
+    specs += [Spec(f"{kind}-{budget.main}", kind, kind, budget.main, evaluate="curve") for kind in CAPTION_OBJECTIVES]
     return specs
 
 
@@ -173,13 +176,13 @@ def evaluate(spec: Spec, budget: Budget, seed: int, out: Path) -> dict:
 
 
 def evaluate_wise_ft(budget: Budget, seed: int, out: Path) -> dict:
-    """WiSE-FT on the smallest CLIP-ViT of this seed (reproduce/wiseft.py), once: OUT/evals/wise-ft-sSEED.json."""
+    """WiSE-FT on the main CLIP-ViT of this seed (reproduce/wiseft.py), once: OUT/evals/wise-ft-sSEED.json."""
     path = Path(out) / "evals" / f"wise-ft-s{seed}.json"
     if path.is_file():
         return json.loads(path.read_text())
     from baselines import common
     from .wiseft import wise_ft
-    spec = models(budget)[0]
+    spec = next(s for s in models(budget) if s.name == f"clip-{budget.main}")
     model, tokenizer, preprocess = common.load(run_dir(out, spec, seed))
     result = {"name": "wise-ft", "kind": "wise-ft", "family": "WiSE-FT", "seed": seed, "model": spec.name,
               **wise_ft(model, tokenizer, preprocess, steps=budget.wise_steps, sizes=budget.wise_sizes, seed=seed)}

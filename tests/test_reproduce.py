@@ -55,6 +55,9 @@ def test_every_claim_of_the_issue_is_in_the_plan_and_every_budget_names_its_mode
         assert len(names) == len(set(names))
         assert {s.family for s in plan.models(budget)} >= {"CLIP-ViT", "CLIP-ResNet", "supervised ResNet",
                                                             "EfficientNet", "SimCLR", "MAE"}
+        main = budget.main  # the models Figs. 2 and 6 and WiSE-FT compare at one size
+        needed = {f"clip-{main}", f"simclr-{main}", f"mae-{main}", f"supervised-{main}-rn", f"captioning-{main}"}
+        assert needed <= set(names)
     cpu = plan.BUDGETS["cpu"]
     assert len(cpu.seeds) >= 3 and len(cpu.clip_vit) >= 3 and len(cpu.clip_rn) >= 3 and cpu.shots == (1, 2, 4, 8, 16)
 
