@@ -34,7 +34,7 @@ def reproduce(cfg: ReproduceConfig, argv=None) -> Path:
     budget, out, started = plan.BUDGETS[cfg.budget], Path(cfg.out), time.perf_counter()
     done = plan.run(out, budget, progress=not cfg.quiet)
     found = [claim(done["evals"], budget) for claim in claims.CLAIMS]
-    seconds = {**done["seconds"], "total": time.perf_counter() - started}
+    seconds = {**done["seconds"], "this_invocation": time.perf_counter() - started}
     meta = {"command": " ".join(["python -m reproduce"] + (sys.argv[1:] if argv is None else list(argv))),
             "date": datetime.date.today().isoformat(), "machine": plan.device_name(), "seconds": seconds}
     path = report.write(out, found, budget, meta)

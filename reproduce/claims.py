@@ -14,6 +14,7 @@ from .stats import fmt, images_to_reach, loglog_fit, mean_sd, pct, versus
 
 STANDARD, EXTENDED = SUITES["shapeworld-12"], SUITES["shapeworld-27"][12:]  # general 12; the specialised 15 added
 ZERO_SHOT, PROBE = "zeroshot_classification", "linear_probe"
+CHANCE = 1 / 64  # zero-shot over ShapeWorld's 64 colour-shape pairs before any training: where a curve starts
 
 
 class Claim(NamedTuple):
@@ -60,64 +61,73 @@ def _largest(budget: Budget, family: str) -> str:
 def why_contrastive(evals: list, budget: Budget) -> Claim:
     """Fig. 2: images needed to reach a zero-shot accuracy, caption model vs bag-of-words prediction vs contrastive."""
     names = {**{kind: f"{kind}-{budget.main}" for kind in CAPTION_OBJECTIVES}, "clip": f"clip-{budget.main}"}
-    curves = {}  # objective -> [(images, mean seen-pair zero-shot over seeds)]
-    for objective, name in names.items():
-        runs = seeds_of(evals, name)
-        points = sorted({p[0] for p in runs[0]["curve"]})
-        at = [{p[0]: p[1] for p in r["curve"]} for r in runs]
+    runs = {objective: seeds_of(evals, name) for objective, name in names.items()}
+    curves = {}  # objective -> [(images, mean seen-pair zero-shot over seeds)], for the figure
+    for objective, mine in runs.items():
+        points = sorted({p[0] for p in mine[0]["curve"]})
+        at = [{p[0]: p[1] for p in r["curve"]} for r in mine]
         curves[objective] = [(x, mean_sd([a[x] for a in at if x in a])[0]) for x in points]
     final = {o: c[-1][1] for o, c in curves.items()}
-    # the factors: images to reach the weaker model's final accuracy, weaker over stronger
-    need = lambda objective, target: images_to_reach(curves[objective], target)  # noqa: E731
-    factors = {}
+    factors, words = {}, {}  # per seed: images the weaker objective needs to reach its final accuracy / the stronger's
     for weak, strong in (("captioning", "bow_prediction"), ("bow_prediction", "bow_contrastive")):
-        a, b = need(weak, final[weak]), need(strong, final[weak])
-        factors[f"{strong} vs {weak}"] = None if a is None or b is None else a / b
-    ok = [f is not None and f > 1 for f in factors.values()]
-    verdict = "reproduced" if all(ok) else "partly" if any(ok) else "not reproduced"
-    said = ", ".join(f"{k}: {'never reached' if f is None else f'{f:.1f}x'}" for k, f in factors.items())
+        key, per_seed = f"{strong} vs {weak}", []
+        for w, st in zip(runs[weak], runs[strong]):
+            curve_w, curve_s = [(x, a) for x, a, _ in w["curve"]], [(x, a) for x, a, _ in st["curve"]]
+            target = curve_w[-1][1]
+            a, b = images_to_reach(curve_w, target, CHANCE), images_to_reach(curve_s, target, CHANCE)
+            if a is not None and b is not None and target > 2 * CHANCE:  # else: not measurable at this budget
+                per_seed.append(a / b)
+        factors[key] = per_seed
+        words[key] = versus(per_seed, [1.0]) if len(per_seed) == len(runs[weak]) else "not measured"
+    verdict = overall(words.values())
+    said = ", ".join(f"{k}: {words[k]}" + (f" ({mean_sd(f)[0]:.1f} ± {mean_sd(f)[1]:.1f}x)" if f else "")
+                     for k, f in factors.items())
     return Claim(
         "Fig. 2", "Why contrastive: zero-shot accuracy against images seen",
         "Bag-of-words prediction reaches a zero-shot accuracy with about 3x fewer images than a transformer caption "
         "model, and a bag-of-words contrastive model with about 4x fewer again (ImageNet, 400M pairs).",
-        f"Images needed to reach the weaker model's final seen-pair zero-shot accuracy, fewer-fold for the stronger: "
+        f"Images the weaker objective needs to reach its final seen-pair zero-shot accuracy, over the images the "
+        f"stronger needs, one factor per seed, against 1 (higher: the stronger is more efficient): "
         f"{said}. Final accuracies (mean of {len(budget.seeds)} seeds): "
         + ", ".join(f"{o} {pct(a)}" for o, a in final.items()) + ".",
-        "The order is the paper's where both factors exceed 1. The sizes of the factors are a small-scale reading "
-        "(64 classes, a few evaluation points per curve): read them as 'several-fold', not as 3.0 and 4.0.",
+        "The order is the paper's where both factors are above 1 beyond their spread. The sizes of the factors "
+        "are a small-scale reading (64 classes, a few evaluation points per curve): read them as 'several-fold', "
+        "not as 3.0 and 4.0.",
         verdict, said, {"curves": curves, "factors": factors, "objectives": names})
 
 
 def prompts(evals: list, budget: Budget) -> Claim:
     """Fig. 4: class name alone vs one template vs the ensemble, averaged over the standard 12, against compute."""
-    rows, gains = [], {"one template - class name": [], "ensemble - one template": []}
-    for e in evals:
+    rows, gains = [], {}  # gains: {(model, comparison): [gain per seed]}
+    for e in sorted(evals, key=lambda e: (e["name"], e["seed"])):
         if "prompts" not in e:
             continue
         mean = {p: sum(d[p] for d in e["prompts"].values()) / len(e["prompts"]) for p in
                 ("class name", "one template", "ensemble")}
         rows.append({"name": e["name"], "seed": e["seed"], "gflops": e["gflops"]["image"], **mean})
-        gains["one template - class name"].append(mean["one template"] - mean["class name"])
-        gains["ensemble - one template"].append(mean["ensemble"] - mean["one template"])
-    words = {k: versus(v, [0.0]) for k, v in gains.items()}
+        gains.setdefault((e["name"], "one template - class name"), []).append(mean["one template"] - mean["class name"])
+        gains.setdefault((e["name"], "ensemble - one template"), []).append(mean["ensemble"] - mean["one template"])
+    words = {k: versus(v, [0.0]) for k, v in gains.items()}  # at every model size, over its seeds
     verdict = overall(words.values())
-    said = "; ".join(f"{k}: {fmt(v)} ({words[k]})" for k, v in gains.items())
+    said = "; ".join(f"{name} {what}: {100 * mean_sd(v)[0]:+.1f} ± {100 * mean_sd(v)[1]:.1f} points "
+                     f"({words[name, what]})" for (name, what), v in gains.items())
     return Claim(
         "Fig. 4", "Prompt engineering and ensembling",
         "'A photo of a {label}.' gains 1.3 points over the bare class name on ImageNet; ensembling 80 prompts a "
         "further 3.5; over 36 datasets, prompt engineering and ensembling together gain about 5 points at every "
         "model size, as much as 4x more compute.",
-        f"Zero-shot gain averaged over shapeworld-12, over every CLIP model and seed: {said}.",
+        f"Zero-shot gain, mean over shapeworld-12, for each CLIP model over its seeds: {said}.",
         "As in the paper, prompts help." if verdict == "reproduced" else
         "A possible reason, not tested here: ShapeWorld's captions are written from templates much like the "
         "zero-shot prompts, so the bare class name is a smaller step away from the training text than it is from "
         "the web's alt-text, and the ensemble's templates differ little from each other.",
-        verdict, said, {"points": rows, "gains": gains})
+        verdict, said, {"points": rows, "gains": {f"{n}: {w}": v for (n, w), v in gains.items()}})
 
 
 def zeroshot_vs_probe(evals: list, budget: Budget) -> Claim:
     """Fig. 5: zero-shot CLIP against a linear probe on a supervised ResNet's features, per dataset of the 27."""
     clip, sup = seeds_of(evals, _largest(budget, "CLIP-ViT")), seeds_of(evals, _largest(budget, "supervised ResNet"))
+    assert [e["seed"] for e in clip] == [e["seed"] for e in sup], "Fig. 5 pairs the two models' runs seed by seed"
     present = [r["dataset"] for r in clip[0]["suite"] if r["task"] == PROBE]  # all 27, unless the budget says
     deltas = {d: [suite_value(c, d, ZERO_SHOT) - suite_value(s, d, PROBE) for c, s in zip(clip, sup)]
               for d in present}
@@ -129,7 +139,8 @@ def zeroshot_vs_probe(evals: list, budget: Budget) -> Claim:
     general, special = mean_sd(per_seed["general"]), mean_sd(per_seed["special"])
     lost_special = [d for d in special_sets if words[d] == "lower"]
     direction = versus(per_seed["general"], per_seed["special"])  # zero-shot's gap: better on the general ones?
-    verdict = ("reproduced" if direction == "higher" and lost_special and wins else
+    won_general = [d for d in general_sets if d in wins]
+    verdict = ("reproduced" if direction == "higher" and lost_special and won_general else
                "partly" if direction == "higher" else "tied" if direction == "tied" else "not reproduced")
     said = (f"zero-shot wins on {len(wins)} of {len(present)} (paper: 16 of 27); mean gap on the general "
             f"{len(general_sets)} {100 * general[0]:+.1f} ± {100 * general[1]:.1f}, on the specialised "
@@ -147,7 +158,7 @@ def zeroshot_vs_probe(evals: list, budget: Budget) -> Claim:
         verdict, said, {"deltas": deltas, "verdicts": words, "clip": clip[0]["name"], "probe": sup[0]["name"]})
 
 
-def shots(k: int) -> str:
+def n_shots(k: int) -> str:
     return f"{k} shot" + ("" if k == 1 else "s")
 
 
@@ -164,13 +175,15 @@ def low_shot(evals: list, budget: Budget) -> Claim:
         if f != "CLIP":
             beaten[f] = next((k for k in budget.shots if versus(curves[f][k], zero) != "lower"), None)
     k_max = budget.shots[-1]
-    verdict = ("reproduced" if all(k is None for k in beaten.values()) else
-               "partly" if any(k is None or k > budget.shots[0] for k in beaten.values()) else "not reproduced")
+    # the paper: zero-shot CLIP roughly matches the best 16-shot probe, so catching up only at the largest k agrees
+    late = [k is None or k == k_max for k in beaten.values()]
+    verdict = "reproduced" if all(late) else "partly" if any(k is None or k >= 4 for k in beaten.values()) else \
+        "not reproduced"
     matches = next((k for k in budget.shots if versus(curves["CLIP"][k], zero) != "lower"), None)
     said = (f"zero-shot CLIP {fmt(zero)}; " + ", ".join(
-        f"{f} {'below it up to ' + shots(k_max) if k is None else 'catches up at ' + shots(k)}"
+        f"{f} {'below it up to ' + n_shots(k_max) if k is None else 'catches up at ' + n_shots(k)}"
         for f, k in beaten.items()) + f"; CLIP's own probe reaches zero-shot at "
-        f"{'more than ' + shots(k_max) if matches is None else shots(matches)} (paper: 4 shots)")
+        f"{'more than ' + n_shots(k_max) if matches is None else n_shots(matches)} (paper: 4 shots)")
     return Claim(
         "Fig. 6", "Low-shot: zero-shot CLIP against k-shot linear probes",
         "Zero-shot CLIP matches a 4-shot logistic regression on its own features, averaged over 20 datasets, and "
@@ -183,15 +196,20 @@ def low_shot(evals: list, budget: Budget) -> Claim:
 
 def scaling(evals: list, budget: Budget) -> Claim:
     """Fig. 9: zero-shot error against forward GFLOPs, per family, with a log-log fit."""
-    fits, points = {}, {}
+    fits, points, slopes = {}, {}, {}
     for family in ("CLIP-ViT", "CLIP-ResNet"):
         mine = find(evals, family=family)
         points[family] = [(e["gflops"]["image"], 1 - suite_mean(e, ZERO_SHOT), e["seed"]) for e in mine]
         if len({p[0] for p in points[family]}) >= 2:
             fits[family] = loglog_fit([p[0] for p in points[family]], [p[1] for p in points[family]])
-    falls = [f for f, (slope, _) in fits.items() if slope < 0]
-    verdict = ("reproduced" if len(falls) == 2 else "partly" if falls else "not reproduced")
-    said = "; ".join(f"{f}: error ~ GFLOPs^{s:.2f}" for f, (s, _) in fits.items()) or "fewer than two sizes"
+            slopes[family] = [loglog_fit([g for g, _, s in points[family] if s == seed],
+                                         [err for _, err, s in points[family] if s == seed])[0]
+                              for seed in budget.seeds]
+    words = {f: {"lower": "higher", "higher": "lower"}.get(versus(v, [0.0]), "tied") for f, v in slopes.items()}
+    verdict = overall(words.values()) if words else "not reproduced"
+    said = "; ".join(f"{f}: error ~ GFLOPs^({mean_sd(v)[0]:.2f} ± {mean_sd(v)[1]:.2f}) over seeds, "
+                     f"{'falls' if words[f] == 'higher' else 'no clear fall'}" for f, v in slopes.items()) \
+        or "fewer than two sizes"
     return Claim(
         "Fig. 9", "Zero-shot performance scales with model compute",
         "Average zero-shot error over 36 datasets falls smoothly, as a power law (log-log linear), over 44x "
@@ -200,7 +218,7 @@ def scaling(evals: list, budget: Budget) -> Claim:
         f"({len(budget.seeds)} seeds a size, each a point).",
         "A falling line (negative slope) is the paper's trend. The budget trains every size for the same steps, so "
         "the larger models are further from convergence than the paper's, which can flatten the line.",
-        verdict, said, {"points": points, "fits": fits})
+        verdict, said, {"points": points, "fits": fits, "slopes": slopes})
 
 
 def probe_efficiency(evals: list, budget: Budget) -> Claim:
@@ -257,7 +275,8 @@ def robustness(evals: list, budget: Budget) -> Claim:
                                                       e["robustness"]["shifted"]))
     if line is None:
         return Claim("Fig. 13", "Effective robustness of zero-shot CLIP", ROBUSTNESS_PAPER, problem + ".",
-                     "Not measured.", "not reproduced", problem,
+                     "Not measured: without a line there is no effective robustness to compare.", "not reproduced",
+                     "not measured: " + problem,
                      {"line": None, "effective_robustness": {}, "points": {}})
     words = {n: versus(v, [0.0]) for n, v in er.items()}
     verdict = overall(words.values())

@@ -10,7 +10,7 @@ The figures only read the evaluations (reproduce/claims.py), never the models.
 import json
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import NamedTuple
 
@@ -184,8 +184,10 @@ def evaluate_wise_ft(budget: Budget, seed: int, out: Path) -> dict:
     from .wiseft import wise_ft
     spec = next(s for s in models(budget) if s.name == f"clip-{budget.main}")
     model, tokenizer, preprocess = common.load(run_dir(out, spec, seed))
+    t0 = time.perf_counter()
     result = {"name": "wise-ft", "kind": "wise-ft", "family": "WiSE-FT", "seed": seed, "model": spec.name,
               **wise_ft(model, tokenizer, preprocess, steps=budget.wise_steps, sizes=budget.wise_sizes, seed=seed)}
+    result["eval_seconds"] = time.perf_counter() - t0
     _write_json(path, result)
     return result
 
@@ -216,8 +218,8 @@ def _evaluate_model(model, tokenizer, preprocess, budget: Budget, seed: int) -> 
             prompts[name] = prompt_ablation(model, tokenizer, images, labels, data.classnames, data.templates,
                                             preprocess)
         result["prompts"] = prompts
-    domains = evaluate_domains(model, preprocess, eval_data(budget.eval_train, budget.eval_test, seed=seed),
-                               tokenizer, shots=(), trials=1)
+    data = eval_data(budget.eval_train, budget.eval_test, image_size=model.config.vision.image_size, seed=seed)
+    domains = evaluate_domains(model, preprocess, data, tokenizer, shots=(), trials=1)
     result["robustness"] = robustness(domains)._asdict()
     return result
 
@@ -241,7 +243,8 @@ class Progress:
 def cost(spec: Spec, budget: Budget) -> float:
     """A rough relative cost of training and evaluating a model: images seen x forward GFLOPs, plus a constant for
     the evaluation. Only the progress bar reads it (the split of the time goes in the report, measured)."""
-    gflops = {"tiny": 0.02, "tiny-rn": 0.02, "mini": 0.1, "mini-rn": 0.08, "small": 0.85, "small-rn": 0.37}
+    gflops = {"micro": 0.007, "micro-rn": 0.01, "tiny": 0.02, "tiny-rn": 0.02, "mini": 0.1, "mini-rn": 0.08,
+              "small": 0.85, "small-rn": 0.37}  # roughly each preset's training cost per pair, relative
     per_image = gflops.get(spec.preset, 0.1) if not spec.tower else 0.05
     return budget.steps * budget.batch_size * per_image * 3e-4 + (20.0 if spec.evaluate == "all" else 2.0)
 
@@ -249,30 +252,40 @@ def cost(spec: Spec, budget: Budget) -> float:
 WISE_COST = 15.0  # WiSE-FT's share of the progress bar, on the same scale
 
 
-def run(out: Path, budget: Budget, progress: bool = True, log=print) -> dict:
-    """Train and evaluate every model of the plan for every seed; returns {"evals": [...], "seconds": {...}}."""
-    torch.set_num_threads(max(1, min(torch.get_num_threads(), len(os.sched_getaffinity(0))
-                                     if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)))
+def run(out: Path, budget: Budget, progress: bool = True) -> dict:
+    """Train and evaluate every model of the plan for every seed; returns {"evals": [...], "seconds": {...}}: the
+    seconds every model's training and evaluation took, summed over the runs (a resumed plan counts them all)."""
+    check_plan(Path(out), budget)
     jobs = [((spec, seed), cost(spec, budget)) for seed in budget.seeds for spec in models(budget)]
     bar = Progress(jobs + [(None, WISE_COST)] * len(budget.seeds), progress)
-    evals, seconds = [], {"train": 0.0, "evaluate": 0.0}
+    evals = []
     try:
         for (spec, seed), job_cost in jobs:
-            t0 = time.perf_counter()
             train(spec, budget, seed, out)
-            t1 = time.perf_counter()
             evals.append(evaluate(spec, budget, seed, out))
-            seconds["train"] += t1 - t0
-            seconds["evaluate"] += time.perf_counter() - t1
             bar.done(f"{spec.name} seed {seed}", job_cost)
         for seed in budget.seeds:
-            t0 = time.perf_counter()
             evals.append(evaluate_wise_ft(budget, seed, out))
-            seconds["evaluate"] += time.perf_counter() - t0
             bar.done(f"WiSE-FT seed {seed}", WISE_COST)
     finally:
         bar.close()
+    by_family = {}
+    for e in evals:
+        by_family[e["family"]] = by_family.get(e["family"], 0.0) + e.get("train_seconds", 0) + e["eval_seconds"]
+    seconds = {"train": sum(e.get("train_seconds", 0) for e in evals),
+               "evaluate": sum(e["eval_seconds"] for e in evals), "by_family": by_family}
     return {"evals": evals, "seconds": seconds}
+
+
+def check_plan(out: Path, budget: Budget) -> None:
+    """OUT/plan.json records the budget; an OUT made with another one is refused (its runs and evaluations would
+    be reused as if they were this budget's)."""
+    path, plan = out / "plan.json", json.loads(json.dumps(asdict(budget)))  # tuples as JSON lists
+    if path.is_file() and json.loads(path.read_text()) != plan:
+        raise ValueError(f"{out} holds a run of another plan (budget {json.loads(path.read_text())['name']!r}, or "
+                         f"this budget before a change to reproduce/plan.py); pass another --out, or delete {out} to "
+                         "start over")
+    _write_json(path, plan)
 
 
 def device_name() -> str:

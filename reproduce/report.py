@@ -32,12 +32,14 @@ def write(out: Path, claims: list, budget, meta: dict) -> Path:
     lines = [
         "# minclip reproduces CLIP's results at small scale",
         "",
-        f"Made by `{meta['command']}` on {meta['date']}, {meta['machine']}, in {seconds['total'] / 60:.1f} minutes "
-        f"(training {seconds['train'] / 60:.1f}, evaluation {seconds['evaluate'] / 60:.1f}, the rest "
-        f"{(seconds['total'] - seconds['train'] - seconds['evaluate']) / 60:.1f}). Budget `{budget.name}`: "
+        f"Made by `{meta['command']}` on {meta['date']}, {meta['machine']}. Budget `{budget.name}`: "
         f"{budget.steps} steps of {budget.batch_size} for every model, seeds {', '.join(map(str, budget.seeds))}. "
-        "Every number is a mean over the seeds with its standard deviation; two numbers closer than their spread "
-        "are called tied.",
+        f"Compute: training {seconds['train'] / 60:.1f} minutes, evaluation {seconds['evaluate'] / 60:.1f} (summed "
+        f"over every run, resumed ones included; this invocation took {seconds['this_invocation'] / 60:.1f}); by "
+        "family: " + ", ".join(f"{f} {v / 60:.1f}" for f, v in seconds["by_family"].items()) + ".",
+        "",
+        "A comparison is judged over the seeds: two numbers closer than their spread (the larger standard "
+        "deviation over seeds) are called tied.",
         "",
     ]
     if budget.name == "smoke":

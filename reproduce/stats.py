@@ -46,10 +46,10 @@ def loglog_fit(x: Sequence[float], y: Sequence[float]) -> tuple:
     return slope, my - slope * mx
 
 
-def images_to_reach(curve: Sequence[tuple], target: float) -> Optional[float]:
+def images_to_reach(curve: Sequence[tuple], target: float, start: float = 0.0) -> Optional[float]:
     """The images seen at which a curve [(images, accuracy), ...] first reaches `target`, interpolated linearly
-    between evaluations (from (0, 0)); None if it never does."""
-    previous = (0.0, 0.0)
+    between evaluations, from (0, start) (start: the untrained model's accuracy, chance); None if it never does."""
+    previous = (0.0, start)
     for images, acc in curve:
         if acc >= target:
             (x0, y0), (x1, y1) = previous, (images, acc)

@@ -1,6 +1,7 @@
 """reproduce/: the statistics against numpy and statistics, and the smoke run end to end (the CI's copy of
 `python -m reproduce --budget smoke`): the report's structure, and a killed run that continues where it stopped."""
 import json
+import math
 import re
 import statistics
 import subprocess
@@ -9,7 +10,8 @@ import sys
 import numpy as np
 import pytest
 
-from reproduce import plan
+from minclip.suite import SUITES
+from reproduce import claims, plan
 from reproduce.claims import CLAIMS
 from reproduce.stats import images_to_reach, loglog_fit, mean_sd, versus
 
@@ -96,3 +98,63 @@ def test_the_smoke_run_writes_the_report_and_a_killed_run_continues(tmp_path):
     again = json.loads((out / "results.json").read_text())
     for key in ("Fig. 5", "Fig. 6", "WiSE-FT"):  # the same models, evaluated again: the same numbers
         assert again["claims"][key] == results["claims"][key], key
+
+
+# ---- the verdicts, on made-up evaluations whose answer is known ------------------------------------------------
+
+def suite_rows(zero_shot: float, probe: float, shots: dict) -> list:
+    rows = []
+    for d in SUITES["shapeworld-27"]:
+        rows += [{"dataset": d, "task": "zeroshot_classification", "value": zero_shot},
+                 {"dataset": d, "task": "linear_probe", "value": probe}]
+        rows += [{"dataset": d, "task": f"linear_probe_{k}shot", "value": v} for k, v in shots.items()]
+    return rows
+
+
+def made_up(name, kind, family, seed, **fields):
+    return {"name": name, "kind": kind, "family": family, "seed": seed, **fields}
+
+
+def test_robustness_is_reproduced_above_the_supervised_line_and_tied_on_it():
+    budget = plan.BUDGETS["smoke"]
+    below = lambda acc, by: 1 / (1 + math.exp(-(math.log(acc / (1 - acc)) - by)))  # noqa: E731  (logit axes)
+    line = [made_up(f"supervised-{i}", "supervised", "supervised ResNet", s,
+                    robustness={"in_distribution": a, "shifted": below(a, 1.0)})
+            for i, a in enumerate((0.5, 0.7, 0.9)) for s in (0, 1)]
+
+    def clip(shifted):
+        return [made_up("clip-tiny", "clip", "CLIP-ViT", s, robustness={"in_distribution": 0.7, "shifted": x})
+                for s, x in enumerate(shifted)]
+
+    assert claims.robustness(line + clip([0.6, 0.61]), budget).verdict == "reproduced"
+    on_line = below(0.7, 1.0)
+    assert claims.robustness(line + clip([on_line - 0.02, on_line + 0.02]), budget).verdict == "tied"
+    assert claims.robustness(line + clip([0.2, 0.21]), budget).verdict == "not reproduced"
+
+
+def test_low_shot_agrees_when_the_other_probes_catch_up_only_at_the_largest_k():
+    budget = plan.BUDGETS["smoke"]  # shots (1, 2)
+    main = budget.main
+    names = [f"clip-{main}", f"simclr-{main}", f"mae-{main}", f"supervised-{main}-rn",
+             f"supervised-{budget.efficientnet[0]}"]
+
+    def evals(other_at_2):
+        out = []
+        for s in (0, 1):
+            zero_shot = suite_rows(0.6 + 0.01 * s, 0.8, {1: 0.4, 2: 0.5})
+            out.append(made_up(names[0], "clip", "CLIP-ViT", s, suite=zero_shot))
+            out += [made_up(n, "x", "x", s, suite=suite_rows(0, 0.7, {1: 0.3, 2: other_at_2 + 0.01 * s}))
+                    for n in names[1:]]
+        return out
+
+    assert claims.low_shot(evals(0.45), budget).verdict == "reproduced"  # zero-shot beats every k
+    assert claims.low_shot(evals(0.605), budget).verdict == "reproduced"  # caught up only at k = 2, the largest
+    assert claims.low_shot(evals(0.605), budget).numbers["crossover"]["SimCLR"] == 2
+    assert claims.low_shot(evals(0.9), budget).numbers["crossover"]["SimCLR"] == 2  # (1-shot 0.3: still below)
+
+
+def test_a_folder_of_another_plan_is_refused(tmp_path):
+    plan.check_plan(tmp_path, plan.BUDGETS["smoke"])
+    plan.check_plan(tmp_path, plan.BUDGETS["smoke"])  # the same plan again: fine
+    with pytest.raises(ValueError, match=r"holds a run of another plan \(budget 'smoke'.*pass another --out"):
+        plan.check_plan(tmp_path, plan.BUDGETS["cpu"])
