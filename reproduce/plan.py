@@ -64,9 +64,9 @@ BUDGETS = {
         ssl=("tiny",), sizes=Sizes(train=112, val=56, test=56), shots=(1, 2), probe_cs=(1.0,),
         datasets=SUITES["shapeworld-12"][:3] + SUITES["shapeworld-27"][12:15], eval_train=224, eval_test=56,
         eval_every=2, eval_images=50, wise_steps=3, wise_sizes=Sizes(train=200, val=30, test=56)),
-    # the committed report: the 2-core laptop CPU. Estimated from single jobs timed on 2026-12-03 (tiny CLIP 0.17
-    # s/step at batch 256, mini 0.72; a suite evaluation with 4 Cs about 45 s): about 35 minutes a seed. Not yet
-    # run whole: the first full run will say how the time is really spent.
+    # the committed report: the 2-core laptop CPU, which it must fit in 2 hours. Not yet: every job timed on
+    # 2026-12-03 (benchmarks/reproduce_costs.py, RESULTS.md) sums to about 61 minutes a seed, 3 hours for 3; the
+    # EfficientNets (12 minutes each a seed) and mini-rn are most of the excess. To be refitted before the run.
     "cpu": Budget(
         "cpu", steps=300, batch_size=256, warmup=30, seeds=(0, 1, 2), main="tiny",
         clip_vit=("micro", "tiny", "mini"), clip_rn=("micro-rn", "tiny-rn", "mini-rn"),
