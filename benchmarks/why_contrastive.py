@@ -27,6 +27,7 @@ import torch
 
 from baselines import bow_contrastive, bow_prediction, captioning
 from minclip.train import TrainConfig, train as train_clip
+from reproduce.plan import zeroshot_curve
 
 HERE = Path(__file__).resolve().parent
 OBJECTIVES = {  # name -> (train(cfg), its config class)
@@ -35,14 +36,6 @@ OBJECTIVES = {  # name -> (train(cfg), its config class)
     "bow_contrastive": (bow_contrastive.train, bow_contrastive.BowContrastiveRun),
     "clip": (train_clip, TrainConfig),
 }
-
-
-def curve(out: Path) -> list:
-    """[(step, seen acc, unseen acc)] from a run's metrics.jsonl: its zero-shot evaluations, one per step (at the
-    last step the final test on more images replaces the one logged while training)."""
-    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    points = {r["step"]: (r["step"], r["zeroshot_seen"], r["zeroshot_unseen"]) for r in rows if "zeroshot_seen" in r}
-    return list(points.values())
 
 
 def main():
@@ -69,7 +62,7 @@ def main():
                 row = {"bench": "why_contrastive", "objective": name, "seed": seed, "steps": args.steps,
                        "images": args.steps * args.batch_size, "seen": round(summary["seen"], 4),
                        "unseen": round(summary["unseen"], 4), "train_seconds": round(summary["train_seconds"], 1),
-                       "curve": [(s * args.batch_size, round(a, 4), round(b, 4)) for s, a, b in curve(out)]}
+                       "curve": [(n, round(a, 4), round(b, 4)) for n, a, b in zeroshot_curve(out, args.batch_size)]}
                 print(json.dumps(row), flush=True)
                 rows.append(row)
     Path(args.out + ".json").write_text(json.dumps(rows, indent=1))

@@ -2,6 +2,7 @@
 
     FIGURES["Fig. 2"](claim.numbers).savefig("report/fig2.png")
 """
+import math
 import statistics
 
 import seaborn as sns
@@ -76,7 +77,7 @@ def scaling(numbers: dict) -> Figure:
             if family in numbers["fits"]:
                 slope, intercept = numbers["fits"][family]
                 xs = sorted({g for g, _, _ in points})
-                ax.plot(xs, [100 * 2.718281828 ** intercept * x ** slope for x in xs], "--")
+                ax.plot(xs, [100 * math.exp(intercept) * x ** slope for x in xs], "--")
         return _finish(fig, ax, "forward GFLOPs per image", "mean zero-shot error on shapeworld-27 (%)", log="xy")
 
 
