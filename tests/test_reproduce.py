@@ -138,10 +138,10 @@ def test_low_shot_agrees_when_the_other_probes_catch_up_only_at_the_largest_k():
     names = [f"clip-{main}", f"simclr-{main}", f"mae-{main}", f"supervised-{main}-rn",
              f"supervised-{budget.efficientnet[0]}"]
 
-    def evals(other_at_2):
+    def evals(other_at_2, own_at_2=0.62):
         out = []
         for s in (0, 1):
-            zero_shot = suite_rows(0.6 + 0.01 * s, 0.8, {1: 0.4, 2: 0.5})
+            zero_shot = suite_rows(0.6 + 0.01 * s, 0.8, {1: 0.4, 2: own_at_2})
             out.append(made_up(names[0], "clip", "CLIP-ViT", s, suite=zero_shot))
             out += [made_up(n, "x", "x", s, suite=suite_rows(0, 0.7, {1: 0.3, 2: other_at_2 + 0.01 * s}))
                     for n in names[1:]]
@@ -151,6 +151,57 @@ def test_low_shot_agrees_when_the_other_probes_catch_up_only_at_the_largest_k():
     assert claims.low_shot(evals(0.605), budget).verdict == "reproduced"  # caught up only at k = 2, the largest
     assert claims.low_shot(evals(0.605), budget).numbers["crossover"]["SimCLR"] == 2
     assert claims.low_shot(evals(0.9), budget).numbers["crossover"]["SimCLR"] == 2  # (1-shot 0.3: still below)
+    # CLIP's own probe must match its zero-shot at 2-8 shots (the paper's 4): never, at k <= 2, is only partly
+    assert claims.low_shot(evals(0.45, own_at_2=0.5), budget).verdict == "partly"
+    assert claims.low_shot(evals(0.45, own_at_2=0.5), budget).numbers["own_match"] is None
+
+
+def test_probe_efficiency_reads_a_growing_gap_from_the_rise_per_decade():
+    budget = plan.BUDGETS["smoke"]
+    families = ("CLIP-ViT", "CLIP-ResNet", "EfficientNet", "supervised ResNet", "SimCLR", "MAE")
+
+    def evals(clip_rise, efficientnet_12=0.5):
+        out = []
+        for f in families:
+            for size, gflops in enumerate((0.01, 0.1)):
+                for s in (0, 1):
+                    clip = f.startswith("CLIP")
+                    value = 0.6 + (clip_rise if clip else 0.02) * size + 0.001 * s + (0.1 if clip else 0)
+                    if f == "CLIP-ResNet":
+                        value -= 0.05
+                    rows = suite_rows(0.5, value, {})
+                    if f == "EfficientNet":  # above CLIP-ResNet on the 12 only
+                        rows = [dict(r, value=efficientnet_12) if r["dataset"] in claims.STANDARD else r for r in rows]
+                    out.append(made_up(f"{f}-{size}", "x", f, s, suite=rows, gflops={"image": gflops}))
+        return out
+
+    grows = claims.probe_efficiency(evals(0.1, efficientnet_12=0.9), budget)
+    assert grows.numbers["checks"] == {"CLIP-ResNet below EfficientNet on the 12": True,
+                                       "CLIP-ViT above every other family on the 12": False,
+                                       "both CLIPs above every non-CLIP family on the 27": True,
+                                       "the gap on the 27 grows with compute": True}
+    assert grows.verdict == "partly"
+    assert grows.numbers["rise_per_decade"]["CLIP-ViT"] == pytest.approx([0.1, 0.1])
+    assert not claims.probe_efficiency(evals(0.02), budget).numbers["checks"]["the gap on the 27 grows with compute"]
+
+
+def wise_runs(on_task: dict, under_shift: dict) -> list:
+    """Made-up WiSE-FT evaluations: accuracies at alpha = 0, 0.5, 1 (zero-shot ... fine-tuned), two seeds."""
+    return [made_up("wise-ft", "wise-ft", "WiSE-FT", s, alphas=[0.0, 0.5, 1.0], dataset="count", shifted=["cartoon"],
+                    on_task=[v + 0.001 * s for v in on_task], under_shift=[v + 0.001 * s for v in under_shift],
+                    zeroshot={"on_task": on_task[0], "under_shift": under_shift[0]}, linear_probe={
+                        "on_task": 0.5, "under_shift": 0.4},
+                    finetuned={"on_task": on_task[-1] + 0.001 * s, "under_shift": under_shift[-1] + 0.001 * s})
+            for s in (0, 1)]
+
+
+def test_wise_ft_tests_the_task_gain_the_robustness_cost_and_the_sweet_spot():
+    budget = plan.BUDGETS["smoke"]
+    paper = claims.wise_ft(wise_runs([0.3, 0.9, 0.9], [0.3, 0.5, 0.4]), budget)
+    assert paper.verdict == "reproduced" and paper.numbers["loses_robustness"]
+    robust_tuning = claims.wise_ft(wise_runs([0.3, 0.85, 0.9], [0.3, 0.8, 0.9]), budget)  # gains as much under shift
+    assert robust_tuning.verdict == "partly" and not robust_tuning.numbers["loses_robustness"]
+    assert claims.wise_ft(wise_runs([0.9, 0.8, 0.7], [0.9, 0.8, 0.7]), budget).verdict == "not reproduced"
 
 
 def test_a_folder_of_another_plan_is_refused(tmp_path):
