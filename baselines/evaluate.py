@@ -21,10 +21,10 @@ from baselines.supervised import Supervised
 from minclip.cli import HelpFormatter
 from minclip.data import ShapeWorld
 from minclip.probe import knn_accuracy, linear_probe, low_shot_curve
+from minclip.robustness import IN_DISTRIBUTION, id_and_shifted
 from minclip.zeroshot import image_features, logits_accuracy, zeroshot_classifier
 
 TASK = "color_shape"
-IN_DISTRIBUTION = "photo"
 # The probe's C grid for standardised features: half decades around the OpenAI README's 0.316. minclip.probe's
 # default grid reaches C = 1000, where near-separable fits run to max_iter and cost most of the evaluation.
 PROBE_CS = tuple(10 ** (e / 2) for e in range(-4, 5))  # 0.01 .. 100
@@ -113,9 +113,7 @@ def robustness(metrics: dict) -> Robustness:
     (CLIP Fig. 13 plots zero-shot CLIP), its head if it was trained with labels, else the photo-trained probe."""
     for key, name in (("zeroshot_domains", "zero-shot"), ("head_domains", "head"), ("probe_domains", "probe")):
         if key in metrics:
-            domains = metrics[key]
-            shifted = [acc for d, acc in domains.items() if d != IN_DISTRIBUTION]
-            return Robustness(name, domains[IN_DISTRIBUTION], sum(shifted) / len(shifted))
+            return Robustness(name, *id_and_shifted(metrics[key]))  # minclip's one definition of shifted
     raise ValueError("metrics hold no per-domain accuracies; pass the dict `evaluate` returns")
 
 

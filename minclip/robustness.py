@@ -13,6 +13,22 @@ from typing import Callable, NamedTuple, Optional, Sequence
 import torch
 
 EPS = 1e-3  # accuracies are clipped to [EPS, 1 - EPS] before the logit: 1 error in 1,000, a test set's resolution
+IN_DISTRIBUTION = "photo"  # the domain the supervised models train on: ImageNet's place in Fig. 13
+
+
+def id_and_shifted(accuracies: dict) -> tuple:
+    """{domain: accuracy} -> (in-distribution, shifted): photo's accuracy, and the mean over every other domain.
+
+    minclip's one definition of "shifted", used by baselines/evaluate.py, `make reproduce` and notebook 06.
+    Grayscale counts: it deletes the colour, half of a colour-shape label, so no model is robust to it. It lowers
+    every model's shifted accuracy, supervised and CLIP alike, and the line fitted over the supervised models
+    absorbs that; leaving it out would be another, equally defensible definition, but only one may be used.
+    """
+    if IN_DISTRIBUTION not in accuracies or len(accuracies) < 2:
+        raise ValueError(f"need the accuracy on {IN_DISTRIBUTION!r} and on at least one other domain, got "
+                         f"{sorted(accuracies)}; pass domain_accuracies(...)'s dict")
+    shifted = [acc for domain, acc in accuracies.items() if domain != IN_DISTRIBUTION]
+    return accuracies[IN_DISTRIBUTION], sum(shifted) / len(shifted)
 
 
 def logit(acc: float) -> float:

@@ -4,7 +4,8 @@ import math
 import pytest
 import torch
 
-from minclip.robustness import EPS, RobustnessLine, domain_accuracies, effective_robustness, fit_robustness_line
+from minclip.robustness import (EPS, RobustnessLine, domain_accuracies, effective_robustness, fit_robustness_line,
+                                id_and_shifted)
 
 
 def sigmoid(z):
@@ -112,3 +113,12 @@ def test_domain_accuracies_on_shapeworld():
     assert all(v == pytest.approx((labels == 0).float().mean().item()) for v in out.values())  # same labels
     with pytest.raises(ValueError, match="task"):
         domain_accuracies(lambda images: images, world, task="no_such_task", n=8)
+
+
+def test_shifted_is_the_mean_over_every_domain_but_photo_grayscale_included():
+    accs = {"photo": 0.9, "sketch": 0.5, "cartoon": 0.6, "grayscale": 0.1}
+    assert id_and_shifted(accs) == (0.9, pytest.approx((0.5 + 0.6 + 0.1) / 3))
+    with pytest.raises(ValueError, match="need the accuracy on 'photo'"):
+        id_and_shifted({"sketch": 0.5, "cartoon": 0.6})
+    with pytest.raises(ValueError, match="at least one other domain"):
+        id_and_shifted({"photo": 0.9})
