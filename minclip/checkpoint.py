@@ -34,7 +34,7 @@ UNREADABLE = (pickle.UnpicklingError, EOFError, RuntimeError, KeyError, IndexErr
 FIX = "pass a run folder or its checkpoint.pt, as written by `python -m minclip.train --out DIR`"
 # The packages whose modules a checkpoint may name as its builder. Loading imports that module, so a file must not
 # be able to name any module at all (importing one runs its top-level code). Append yours to load your own models.
-BUILDER_PACKAGES = ["minclip", "baselines"]
+BUILDER_PACKAGES = ["minclip", "baselines", "reproduce"]  # reproduce: WiSE-FT's fine-tuned classifier
 
 
 class Loaded(NamedTuple):

@@ -48,6 +48,11 @@ def main(argv=None) -> None:
         reproduce(cfg, argv)
     except ValueError as error:
         sys.exit(f"python -m reproduce: {error}")
+    except KeyboardInterrupt:  # Ctrl-C: the run being trained saved a checkpoint, finished ones and evals are kept
+        print(f"interrupted; {cfg.out} keeps every finished model and evaluation, and the interrupted run's last "
+              f"checkpoint. Continue with the same command: python -m reproduce --budget {cfg.budget} --out "
+              f"{cfg.out}", file=sys.stderr)
+        sys.exit(130)
 
 
 if __name__ == "__main__":

@@ -187,7 +187,8 @@ def evaluate_wise_ft(budget: Budget, seed: int, out: Path) -> dict:
     model, tokenizer, preprocess = common.load(run_dir(out, spec, seed))
     t0 = time.perf_counter()
     result = {"name": "wise-ft", "kind": "wise-ft", "family": "WiSE-FT", "seed": seed, "model": spec.name,
-              **wise_ft(model, tokenizer, preprocess, steps=budget.wise_steps, sizes=budget.wise_sizes, seed=seed)}
+              **wise_ft(model, tokenizer, preprocess, Path(out) / "runs" / f"wise-ft-s{seed}", steps=budget.wise_steps,
+                        sizes=budget.wise_sizes, seed=seed)}
     result["eval_seconds"] = time.perf_counter() - t0
     _write_json(path, result)
     return result

@@ -35,7 +35,8 @@ def write(out: Path, claims: list, budget, meta: dict) -> Path:
         f"Made by `{meta['command']}` on {meta['date']}, {meta['machine']}. Budget `{budget.name}`: "
         f"{budget.steps} steps of {budget.batch_size} for every model, seeds {', '.join(map(str, budget.seeds))}. "
         f"Compute: training {seconds['train'] / 60:.1f} minutes, evaluation {seconds['evaluate'] / 60:.1f} (summed "
-        f"over every run, resumed ones included; this invocation took {seconds['this_invocation'] / 60:.1f}); by "
+        f"over every run, resumed ones included; this invocation took {seconds['this_invocation'] / 60:.1f} minutes of wall "
+        "clock, reusing what earlier invocations into the same folder trained and evaluated); by "
         "family: " + ", ".join(f"{f} {v / 60:.1f}" for f, v in seconds["by_family"].items()) + ".",
         "",
         "A comparison is judged over the seeds: two numbers closer than their spread (the larger standard "

@@ -15,21 +15,26 @@ reason, which also makes alpha = 0 exactly the zero-shot model.
 
     head = zeroshot_head(model, tokenizer, classnames, templates)         # nn.Linear(E, K), the zero-shot classifier
     zeroshot = ImageClassifier(model, head)                               # a copy: `model` stays as it is
-    finetuned = finetune(zeroshot, images, labels, preprocess, steps=150, batch_size=64, lr=3e-4, seed=0)
+    finetuned = finetune(zeroshot, images, labels, preprocess, "runs/wise-ft", steps=150, batch_size=64, lr=3e-4,
+                         seed=0)                                          # minclip's training loop, a run folder
     mixed = ImageClassifier(model, head)
     mixed.load_state_dict(interpolate(zeroshot.state_dict(), finetuned.state_dict(), alpha=0.5))
 
-    wise_ft(model, tokenizer, preprocess)   # the whole experiment on ShapeWorld: {"on_task": [...], ...}
+    wise_ft(model, tokenizer, preprocess, "runs/wise-ft")  # the whole experiment on ShapeWorld: {"on_task": ...}
 """
 import copy
 import math
-from typing import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from minclip.optim import adamw, warmup_cosine
+from minclip import CLIP, CLIPConfig, load, loop
+from minclip.cli import arg
+from minclip.pairs import step_seed
 from minclip.probe import linear_probe
 from minclip.suite import SHAPEWORLD, Sizes, shapeworld_dataset
 from minclip.zeroshot import image_features, logits_accuracy, zeroshot_classifier, zeroshot_logits
@@ -65,6 +70,7 @@ class ImageClassifier(nn.Module):
         super().__init__()
         self.encoder = copy.deepcopy(model)
         self.head = copy.deepcopy(head)
+        self.config = model.config  # the CLIP's: its image size sets the preprocessing
 
     def forward(self, images: Tensor) -> Tensor:
         """images (B, 3, H, W) float, preprocessed -> logits (B, K)."""
@@ -76,18 +82,60 @@ def _device(module: nn.Module) -> torch.device:
     return next(module.parameters()).device
 
 
-def finetune(classifier: ImageClassifier, images: Tensor, labels: Tensor, preprocess, steps: int, batch_size: int,
-             lr: float, seed: int, weight_decay: float = 0.1) -> ImageClassifier:
-    """End-to-end fine-tuning with cross-entropy: the image tower and the head both learn (WiSE-FT §2, "end-to-end").
+def build(model_config: dict) -> ImageClassifier:
+    """The fine-tuned classifier a checkpoint's model_config describes: {"clip": CLIPConfig dict, "classes": K}
+    (minclip.load calls this for a fine-tuning run folder)."""
+    model = CLIP(CLIPConfig.from_dict(model_config["clip"]))
+    return ImageClassifier(model, nn.Linear(model.embed_dim, model_config["classes"]))
 
-    The paper's recipe at small scale: AdamW (weight decay 0.1 on the weight matrices, minclip.optim), a linear
-    warm-up over the first 10% of the steps, then a cosine decay to 0. Each step draws batch_size distinct images
-    with a generator seeded by `seed`; the global RNG (FLIP's patch dropout draws from it) is seeded from `seed` too,
-    inside a fork that restores it afterwards. So equal arguments give equal weights on one machine.
 
-    Args: classifier (not modified: a copy is trained); images uint8 (B, 3, H, W) with labels (B,) in 0..K-1;
-        preprocess, uint8 -> float as the model expects, applied to each batch on the classifier's device.
-    Returns: the fine-tuned copy, in eval mode.
+@dataclass
+class FinetuneConfig(loop.RunConfig):
+    """The loop's flags (minclip/loop.py) with WiSE-FT's fine-tuning recipe at small scale as defaults: AdamW with
+    weight decay 0.1, a learning rate of 3e-4 warmed up over the first 10% of the steps then a cosine to 0 (§2 and
+    App. C of the paper), and no gradient clipping (the paper clips none)."""
+    COMMAND: ClassVar[str] = "python -m reproduce"  # runs inside the plan: running the same command again resumes it
+    batch_size: int = arg(64, "images per fine-tuning step")
+    lr: float = arg(3e-4, "peak learning rate")
+    weight_decay: float = arg(0.1, "AdamW decoupled weight decay on weight matrices")
+    grad_clip: float = arg(0.0, "clip the gradient norm to this (0 = off, as the paper)")
+
+
+class FinetuneObjective(loop.Objective):
+    """Fine-tuning end to end with cross-entropy: the image tower and the head both learn (WiSE-FT §2, "end-to-end").
+
+    Batch `step` is batch_size distinct images drawn with a generator seeded by (seed, step), so a resumed run sees
+    the batches the uninterrupted one would. The text tower comes along in the model but gets no gradient: AdamW
+    skips a parameter whose .grad is None, so it is neither moved nor decayed."""
+    method = "wise-ft"
+    builder = "reproduce.wiseft"
+
+    def __init__(self, cfg: FinetuneConfig, par, classifier: ImageClassifier, images: Tensor, labels: Tensor,
+                 preprocess):
+        if par.world > 1:
+            raise ValueError("WiSE-FT fine-tunes on one process (python -m reproduce); run it without torchrun")
+        self.cfg, self.device = cfg, par.device
+        self.model = copy.deepcopy(classifier).to(par.device)
+        self.model_config = {"clip": classifier.config.to_dict(), "classes": classifier.head.out_features}
+        self.images, self.labels, self.preprocess = images, labels, preprocess
+
+    def loss(self, step: int) -> Tensor:
+        batches = torch.Generator().manual_seed(step_seed(self.cfg.seed, step))
+        idx = torch.randperm(len(self.images), generator=batches)[:self.cfg.batch_size]  # (B,) distinct images
+        x, y = self.preprocess(self.images[idx].to(self.device)), self.labels[idx].to(self.device)
+        return F.cross_entropy(self.model(x), y)  # logits (B, K), labels (B,)
+
+
+def finetune(classifier: ImageClassifier, images: Tensor, labels: Tensor, preprocess, out, steps: int,
+             batch_size: int, lr: float, seed: int, weight_decay: float = 0.1, quiet: bool = True) -> ImageClassifier:
+    """Fine-tune a copy of `classifier` on (images, labels) through minclip's training loop, into the run folder
+    `out` (config.json, metrics.jsonl, checkpoint.pt, summary.json); returns the fine-tuned copy, in eval mode.
+
+    A finished run in `out` is reused and a killed one resumed (the loop's resume is exact), so the plan never
+    fine-tunes twice. The global RNG (FLIP's patch dropout draws from it; the loop seeds it from `seed`) is put
+    back afterwards. Equal arguments give equal weights on one machine.
+    Args: classifier (not modified); images uint8 (B, 3, H, W) with labels (B,) in 0..K-1; preprocess, uint8 ->
+        float as the model expects, applied to each batch on the classifier's device; the rest as FinetuneConfig.
     """
     if images.dtype != torch.uint8 or images.ndim != 4:
         raise ValueError(f"images should be uint8 (B, 3, H, W), got {images.dtype} {tuple(images.shape)}")
@@ -96,22 +144,13 @@ def finetune(classifier: ImageClassifier, images: Tensor, labels: Tensor, prepro
                          "image and a batch_size between 1 and the number of images")
     if steps < 1:
         raise ValueError(f"steps={steps}; fine-tuning needs at least one step")
-    model = copy.deepcopy(classifier).train()
-    device = _device(model)
-    optimizer = adamw(model, lr, weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(max(1, steps // 10), steps))
-    batches = torch.Generator().manual_seed(seed)
+    device = _device(classifier)
+    cfg = FinetuneConfig(steps=steps, batch_size=batch_size, lr=lr, warmup=max(1, steps // 10),
+                         weight_decay=weight_decay, seed=seed, out=str(out), save_every=steps, log_every=10,
+                         resume=(Path(out) / "checkpoint.pt").is_file(), quiet=quiet, device=str(device))
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        torch.manual_seed(seed)
-        for _ in range(steps):
-            idx = torch.randperm(len(images), generator=batches)[:batch_size]  # (B,) distinct images
-            x, y = preprocess(images[idx].to(device)), labels[idx].to(device)
-            loss = F.cross_entropy(model(x), y)  # logits (B, K)
-            optimizer.zero_grad(set_to_none=True)  # None, not 0: AdamW then skips (and never decays) the text tower
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-    return model.eval()
+        loop.run(cfg, lambda cfg, state, par: FinetuneObjective(cfg, par, classifier, images, labels, preprocess))
+    return load(out, device).model  # eval mode
 
 
 def interpolate(zeroshot_state: dict, finetuned_state: dict, alpha: float) -> dict:
@@ -172,16 +211,18 @@ def _check_shifted(dataset: str, shifted: Sequence[str]) -> None:
                              f"{spec.task} ({spec.pairs} pairs): a shift must keep the classes; choose among {same}")
 
 
-def wise_ft(model, tokenizer, preprocess, dataset: str = "count-photo", shifted: Sequence[str] = ("count-cartoon",),
-            alphas: Sequence[float] = (0, 0.25, 0.5, 0.75, 1.0), steps: int = 150, batch_size: int = 64,
-            lr: float = 3e-4, sizes: Sizes = Sizes(train=1000, val=30, test=500), seed: int = 0) -> dict:
+def wise_ft(model, tokenizer, preprocess, out, dataset: str = "count-photo",
+            shifted: Sequence[str] = ("count-cartoon",), alphas: Sequence[float] = (0, 0.25, 0.5, 0.75, 1.0),
+            steps: int = 150, batch_size: int = 64, lr: float = 3e-4,
+            sizes: Sizes = Sizes(train=1000, val=30, test=500), seed: int = 0) -> dict:
     """The WiSE-FT experiment on a ShapeWorld task: zero-shot, linear probe, fine-tuned and their weight averages.
 
     1. Render the task (train and test splits) and the shifted datasets (test splits) of minclip.suite.
     2. Zero-shot: minclip's zero-shot path on the test splits.
     3. Linear probe on frozen features (minclip.probe.linear_probe, C swept on a part of the train split), scored
        on the task's test split and on the shifted ones: the other way to adapt CLIP to a task.
-    4. Fine-tune the zero-shot classifier (zeroshot_head + the image tower) end to end on the train split.
+    4. Fine-tune the zero-shot classifier (zeroshot_head + the image tower) end to end on the train split, through
+       minclip's training loop into the run folder `out` (reused if it holds the finished run).
     5. For each alpha: interpolate the two and score on the task and under shift.
     The model is not modified. Accuracies are top-1 fractions in [0, 1]; under_shift is the mean over `shifted`.
 
@@ -217,7 +258,7 @@ def wise_ft(model, tokenizer, preprocess, dataset: str = "count-photo", shifted:
 
     head = zeroshot_head(model, tokenizer, task.classnames, task.templates)
     zs = ImageClassifier(model, head)
-    ft = finetune(zs, train_x, train_y, preprocess, steps=steps, batch_size=batch_size, lr=lr, seed=seed)
+    ft = finetune(zs, train_x, train_y, preprocess, out, steps=steps, batch_size=batch_size, lr=lr, seed=seed)
     zs_state, ft_state = zs.state_dict(), ft.state_dict()
     mixed = ImageClassifier(model, head)
     on_task, under_shift = [], []

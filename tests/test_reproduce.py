@@ -69,6 +69,18 @@ def test_a_bad_budget_is_refused_by_name():
     assert run.returncode != 0 and "--budget 'laptop' is unknown; choose one of smoke, cpu, gpu" in run.stderr
 
 
+def test_ctrl_c_says_how_to_continue(monkeypatch, capsys):
+    import reproduce.__main__ as cli
+
+    def interrupted(cfg, argv):
+        raise KeyboardInterrupt("stopped after step 3 of 10")
+    monkeypatch.setattr(cli, "reproduce", interrupted)
+    with pytest.raises(SystemExit) as stop:
+        cli.main(["--budget", "smoke", "--out", "somewhere"])
+    assert stop.value.code == 130
+    assert "Continue with the same command: python -m reproduce --budget smoke --out somewhere" in capsys.readouterr().err
+
+
 @pytest.mark.slow
 def test_the_smoke_run_writes_the_report_and_a_killed_run_continues(tmp_path):
     out = tmp_path / "report"
@@ -91,9 +103,11 @@ def test_the_smoke_run_writes_the_report_and_a_killed_run_continues(tmp_path):
     (out / "runs" / "simclr-tiny-s0" / "summary.json").unlink()
     (out / "evals" / "simclr-tiny-s0.json").unlink()
     (out / "evals" / "wise-ft-s1.json").unlink()
+    wise_ckpt = out / "runs" / "wise-ft-s1" / "checkpoint.pt"  # WiSE-FT fine-tunes through the loop, in a run folder
+    wise_before = wise_ckpt.stat().st_mtime_ns
     second = subprocess.run(command, capture_output=True, text=True, timeout=900)
     assert second.returncode == 0, second.stderr[-3000:]
-    assert kept.stat().st_mtime_ns == before  # a finished run is reused
+    assert kept.stat().st_mtime_ns == before and wise_ckpt.stat().st_mtime_ns == wise_before  # finished: reused
     assert (out / "evals" / "simclr-tiny-s0.json").is_file() and (out / "evals" / "wise-ft-s1.json").is_file()
     again = json.loads((out / "results.json").read_text())
     for key in ("Fig. 5", "Fig. 6", "WiSE-FT"):  # the same models, evaluated again: the same numbers

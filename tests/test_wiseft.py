@@ -1,12 +1,12 @@
 """reproduce/wiseft.py: the weight average is exact at its ends, the head is minclip's zero-shot classifier, and
-fine-tuning is deterministic. An untrained tiny CLIP throughout: these are facts about the arithmetic, not the model."""
+fine-tuning (minclip's training loop) is deterministic and resumes exactly. An untrained tiny CLIP throughout: these are facts about the arithmetic, not the model."""
 import json
 
 import pytest
 import torch
 from torch import nn
 
-from minclip import CLIP, CLIPConfig
+from minclip import CLIP, CLIPConfig, load
 from minclip.data.transforms import clip_preprocess
 from minclip.suite import Sizes, shapeworld_dataset
 from minclip.tokenizer import make_tokenizer
@@ -89,12 +89,13 @@ def test_classifier_is_a_copy(tiny):
     assert not torch.equal(classifier.encoder.visual.proj, model.visual.proj)
 
 
-def test_finetune_is_deterministic_and_moves_the_tower_and_head(tiny, count, zeroshot):
+def test_finetune_is_deterministic_and_moves_the_tower_and_head(tiny, count, zeroshot, tmp_path):
     preprocess = tiny[2]
     images, labels = count.splits["train"]
     before = {k: v.clone() for k, v in zeroshot.state_dict().items()}
-    run = lambda seed: finetune(zeroshot, images, labels, preprocess, steps=3, batch_size=8, lr=1e-3, seed=seed)
-    a, b, c = run(0).state_dict(), run(0).state_dict(), run(1).state_dict()
+    run = lambda seed, name: finetune(zeroshot, images, labels, preprocess, tmp_path / name, steps=3, batch_size=8,
+                                      lr=1e-3, seed=seed)
+    a, b, c = run(0, "a").state_dict(), run(0, "b").state_dict(), run(1, "c").state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert not all(torch.equal(a[k], c[k]) for k in a)  # another seed, other batches
     assert all(torch.equal(v, before[k]) for k, v in zeroshot.state_dict().items())  # the argument is untouched
@@ -104,16 +105,39 @@ def test_finetune_is_deterministic_and_moves_the_tower_and_head(tiny, count, zer
     assert text and all(torch.equal(a[k], before[k]) for k in text)  # no gradient, no decay: the text tower as it was
 
 
-def test_finetune_refuses_float_images(tiny, count, zeroshot):
+def test_finetune_trains_through_the_loop_resumes_exactly_and_reuses_a_finished_run(tiny, count, zeroshot, tmp_path):
+    preprocess = tiny[2]
+    images, labels = count.splits["train"]
+    tune = lambda out, steps: finetune(zeroshot, images, labels, preprocess, out, steps=steps, batch_size=8,
+                                       lr=1e-3, seed=0)
+    whole = tune(tmp_path / "whole", 4).state_dict()
+    # the loop's run folder, which minclip.load opens like any other run
+    assert {"config.json", "metrics.jsonl", "checkpoint.pt", "summary.json"} <= {p.name for p in
+                                                                                (tmp_path / "whole").iterdir()}
+    assert json.loads((tmp_path / "whole" / "config.json").read_text())["method"] == "wise-ft"
+    loaded = load(tmp_path / "whole").model
+    assert isinstance(loaded, ImageClassifier) and all(torch.equal(loaded.state_dict()[k], whole[k]) for k in whole)
+    # stopped after 2 of 4 steps, then continued: the same weights as the run that never stopped
+    tune(tmp_path / "split", 2)
+    resumed = tune(tmp_path / "split", 4).state_dict()
+    assert all(torch.equal(resumed[k], whole[k]) for k in whole)
+    # a finished run is reused, not trained again: its files stay as they were
+    mtime = (tmp_path / "whole" / "checkpoint.pt").stat().st_mtime_ns
+    again = tune(tmp_path / "whole", 4).state_dict()
+    assert (tmp_path / "whole" / "checkpoint.pt").stat().st_mtime_ns == mtime
+    assert all(torch.equal(again[k], whole[k]) for k in whole)
+
+
+def test_finetune_refuses_float_images(tiny, count, zeroshot, tmp_path):
     images, labels = count.splits["train"]
     with pytest.raises(ValueError, match="uint8"):
-        finetune(zeroshot, images.float(), labels, tiny[2], steps=1, batch_size=4, lr=1e-3, seed=0)
+        finetune(zeroshot, images.float(), labels, tiny[2], tmp_path, steps=1, batch_size=4, lr=1e-3, seed=0)
 
 
-def test_wise_ft_ends_are_the_zeroshot_and_finetuned_models(tiny):
+def test_wise_ft_ends_are_the_zeroshot_and_finetuned_models(tiny, tmp_path):
     model, tokenizer, preprocess = tiny
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    result = wise_ft(model, tokenizer, preprocess, alphas=(0.0, 0.5, 1.0), steps=3, batch_size=8, lr=1e-3,
+    result = wise_ft(model, tokenizer, preprocess, tmp_path, alphas=(0.0, 0.5, 1.0), steps=3, batch_size=8, lr=1e-3,
                      sizes=SMALL)
     assert json.loads(json.dumps(result)) == result  # plain JSON-able numbers
     assert result["on_task"][0] == result["zeroshot"]["on_task"]
@@ -128,7 +152,7 @@ def test_wise_ft_ends_are_the_zeroshot_and_finetuned_models(tiny):
 @pytest.mark.parametrize("dataset, shifted", [("count-photo", ("shape-cartoon",)),
                                               ("color_shape-photo", ("unseen_pairs-sketch",)),
                                               ("count-photo", ())])
-def test_wise_ft_refuses_a_shift_that_changes_the_classes(tiny, dataset, shifted):
+def test_wise_ft_refuses_a_shift_that_changes_the_classes(tiny, dataset, shifted, tmp_path):
     model, tokenizer, preprocess = tiny
     with pytest.raises(ValueError, match="keep the classes|shifted is empty"):
-        wise_ft(model, tokenizer, preprocess, dataset=dataset, shifted=shifted, sizes=SMALL)
+        wise_ft(model, tokenizer, preprocess, tmp_path, dataset=dataset, shifted=shifted, sizes=SMALL)
