@@ -7,7 +7,6 @@ A run's settings are one dataclass whose fields carry their help text (`arg`); `
 import argparse
 import json
 import signal
-import sys
 import threading
 import time
 import typing

@@ -26,7 +26,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Callable, ClassVar, Optional
+from typing import Callable, ClassVar
 
 import torch
 import torch.nn as nn

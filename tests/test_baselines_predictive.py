@@ -5,7 +5,6 @@ import json
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from baselines import bow_contrastive, bow_prediction, captioning, common
 from minclip import CLIPConfig, checkpoint, eval as minclip_eval, suite

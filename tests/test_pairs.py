@@ -15,7 +15,7 @@ from PIL import Image
 
 import minclip
 from minclip import train as T
-from minclip.data import ImageCaptionCSV, datasets, shards
+from minclip.data import ImageCaptionCSV, shards
 from minclip.data.captions import square_uint8
 from minclip.data.datasets import load_rgb
 from minclip.pairs import DatasetPairs, ShardPairs, default_workers
