@@ -74,3 +74,174 @@ def test_nearest_neighbour_checks_explain_the_usual_mistakes():
         check_retrieval(lambda images, texts: texts @ images.T)
     with pytest.raises(ExerciseError, match="with every class, then argmax over the classes"):
         check_zeroshot_predict(lambda images, classes: torch.zeros(len(images), dtype=torch.long) + 1)
+
+
+# The usual wrong answers (issue "Assignments a teacher can grade"): each fails with a message naming the mistake,
+# and correct answers written differently from the reference pass.
+
+@pytest.fixture(autouse=True)
+def fresh_attempts():
+    from minclip.exercises.core import FAILURES
+    FAILURES.clear()
+    yield
+    FAILURES.clear()
+
+
+def _cell(notebook: str, check: str) -> str:
+    return next(s for name, _, s in CELLS if name == notebook and f"{check}(" in s.split("### END SOLUTION")[-1])
+
+
+def test_the_stated_rules_are_enforced():
+    import torch.nn.functional as F
+    import minclip
+    from minclip.exercises import check_clip_logits_grad, check_clip_loss, check_online_logsumexp
+
+    def uses_the_library(images, texts, s):
+        return minclip.clip_loss(images, texts, s)
+    with pytest.raises(ExerciseError, match="no minclip inside"):
+        check_clip_loss(uses_the_library)
+    # the same, imported inside the function or through a helper of the notebook
+    source = "def helper(i, t, s):\n    from minclip.loss import clip_loss\n    return clip_loss(i, t, s)\n" \
+             "def f(i, t, s):\n    return helper(i, t, s)\n"
+    scope = {"__name__": "__exercise__"}
+    exec(source, scope)
+    with pytest.raises(ExerciseError, match="no minclip inside"):
+        check_clip_loss(scope["f"])
+
+    def by_autograd(Z):
+        Z = Z.clone().requires_grad_()
+        labels = torch.arange(len(Z))
+        ((F.cross_entropy(Z, labels) + F.cross_entropy(Z.T, labels)) / 2).backward()
+        return Z.grad
+    with pytest.raises(ExerciseError, match="uses backward.*without autograd"):
+        check_clip_logits_grad(by_autograd)
+    with pytest.raises(ExerciseError, match="uses cat.*one chunk at a time"):
+        check_online_logsumexp(lambda chunks: torch.logsumexp(torch.cat(chunks), dim=0))
+
+
+def test_no_first_case_where_two_mistakes_look_alike():
+    import torch.nn.functional as F
+    from minclip.exercises import check_clip_logits_grad, check_clip_loss
+
+    def summed_over_pairs(images, texts, s):
+        logits, labels = s * images @ texts.T, torch.arange(len(images))
+        return (F.cross_entropy(logits, labels, reduction="sum") + F.cross_entropy(logits.T, labels, reduction="sum")) / 2
+
+    def both_directions_added(images, texts, s):
+        logits, labels = s * images @ texts.T, torch.arange(len(images))
+        return F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)
+    with pytest.raises(ExerciseError, match="B = 5 times too large"):
+        check_clip_loss(summed_over_pairs)
+    with pytest.raises(ExerciseError, match="added the two directions"):
+        check_clip_loss(both_directions_added)
+    eye = lambda Z: torch.eye(len(Z), dtype=Z.dtype)  # noqa: E731
+    with pytest.raises(ExerciseError, match="B = 4 times the gradient"):
+        check_clip_logits_grad(lambda Z: (Z.softmax(1) + Z.softmax(0) - 2 * eye(Z)) / 2)
+    with pytest.raises(ExerciseError, match="twice the gradient"):
+        check_clip_logits_grad(lambda Z: (Z.softmax(1) + Z.softmax(0) - 2 * eye(Z)) / len(Z))
+
+
+def test_the_first_crossing_counts():
+    import math
+    from minclip.exercises import check_crossover
+
+    def last_crossing(shots, accs, zs):
+        if accs[0] >= zs:
+            return float(shots[0])
+        found = None
+        for k0, k1, a0, a1 in zip(shots, shots[1:], accs, accs[1:]):
+            if a0 < zs <= a1:
+                t = (zs - a0) / (a1 - a0)
+                found = 2 ** (math.log2(k0) + t * (math.log2(k1) - math.log2(k0)))
+        return found
+    with pytest.raises(ExerciseError, match="last time.*stop at the first crossing"):
+        check_crossover(last_crossing)
+
+
+def test_shape_mistakes_get_a_message_naming_the_shapes():
+    from minclip.exercises import check_clip_normalize, check_topk_accuracy
+
+    def topk_over_images(logits, labels, k):
+        return (logits.topk(k, dim=0).indices == labels[:, None]).any(dim=1).float().mean().item()
+    with pytest.raises(ExerciseError, match=r"top k over dim=0.*over dim=1"):
+        check_topk_accuracy(topk_over_images)
+
+    def hits_not_averaged(logits, labels, k):
+        return (logits.topk(k, dim=1).indices == labels[:, None]).any(dim=1).float()
+    with pytest.raises(ExerciseError, match=r"tensor of shape \(20,\), not one number.*over dim=1"):
+        check_topk_accuracy(hits_not_averaged)
+
+    def flat_mean(images):
+        return (images.float() / 255 - torch.tensor((0.48145466, 0.4578275, 0.40821073))) / 0.27
+    with pytest.raises(ExerciseError, match=r"shape \(3,\), which broadcasts against the last dim.*\(3, 1, 1\)"):
+        check_clip_normalize(flat_mean)
+
+
+def test_a_detached_temperature_is_named():
+    from minclip.exercises import check_gradcache_step
+    source = _cell("03_pretraining", "check_gradcache_step")
+    detached = source.replace("model.logit_scale.exp())", "model.logit_scale.exp().item())")
+    assert detached != source
+    with pytest.raises(ExerciseError, match=r"logit_scale.grad is empty.*not \.item\(\)"):
+        check_gradcache_step(_defined(detached, "gradcache_step"))
+
+
+def _defined(source: str, name: str):
+    scope = {"__name__": "__exercise__"}
+    exec(compile(source.replace(f"check_{name}({name})", ""), "<exercise cell>", "exec"), scope)
+    return scope[name]
+
+
+def test_hints_grow_with_each_failed_attempt():
+    from minclip.exercises import check_online_logsumexp
+    wrong = lambda chunks: sum(c.sum() for c in chunks)  # noqa: E731
+    messages = []
+    for _ in range(3):
+        with pytest.raises(ExerciseError) as error:
+            check_online_logsumexp(wrong)
+        messages.append(str(error.value))
+    assert "second failure says more" in messages[0] and "logaddexp" not in messages[0]
+    assert "third failure gives the formula" in messages[1] and len(messages[1]) > len(messages[0])
+    assert "The formula: r = −inf" in messages[2]
+
+
+def test_correct_answers_written_differently_pass(capsys):
+    import math
+    from minclip.exercises import (check_clip_logits_grad, check_clip_loss, check_clip_normalize, check_crossover,
+                                   check_online_logsumexp, check_topk_accuracy)
+
+    def loss_by_log_softmax(images, texts, s):
+        logits = s * images @ texts.T
+        return -(logits.log_softmax(1).diagonal().mean() + logits.log_softmax(0).diagonal().mean()) / 2
+    check_clip_loss(loss_by_log_softmax)
+    check_clip_logits_grad(lambda Z: 0.5 * (Z.softmax(1) - torch.eye(len(Z), dtype=Z.dtype)) / len(Z)
+                           + 0.5 * (Z.softmax(0) - torch.eye(len(Z), dtype=Z.dtype)) / len(Z))
+
+    def lse_by_max_shift(chunks):
+        m, total = torch.tensor(-math.inf), torch.tensor(0.0)
+        for c in chunks:
+            new = torch.maximum(m, c.max())
+            total = total * torch.exp(m - new) + torch.exp(c - new).sum()
+            m = new
+        return m + total.log()
+    check_online_logsumexp(lse_by_max_shift)
+
+    def crossover_with_numpy(shots, accs, zs):
+        import numpy as np
+        for i, a in enumerate(accs):
+            if a >= zs:
+                if i == 0:
+                    return shots[0]
+                logk = np.interp(zs, [accs[i - 1], a], [np.log2(shots[i - 1]), np.log2(shots[i])])
+                return float(2 ** logk)
+        return None
+    check_crossover(crossover_with_numpy)
+
+    def topk_by_sorting(logits, labels, k):
+        ranked = logits.argsort(dim=1, descending=True)[:, :k]  # (B, k)
+        return sum(int(label) in row.tolist() for row, label in zip(ranked, labels)) / len(labels)
+    check_topk_accuracy(topk_by_sorting)
+    check_clip_normalize(lambda images: (images.float() / 255 - torch.tensor(
+        (0.48145466, 0.4578275, 0.40821073))[None, :, None, None]) / torch.tensor(
+        (0.26862954, 0.26130258, 0.27577711))[None, :, None, None])
+    assert capsys.readouterr().out.count("✓") == 6

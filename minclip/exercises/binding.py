@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from minclip.data.render import COLORS
 from minclip.loss import clip_loss, negclip_loss
 
-from .core import ExerciseError, call, expect_close, passed
+from .core import ExerciseError, call, exercise, expect_close, hint, passed
 
 SWAP_CASES = [  # caption -> its first two different colour words exchanged; unchanged if it has fewer than two
     ("a red circle and a blue square", "a blue circle and a red square"),
@@ -22,6 +22,7 @@ SWAP_CASES = [  # caption -> its first two different colour words exchanged; unc
 ]
 
 
+@exercise
 def check_swap_colors(fn) -> None:
     """fn(caption) -> the caption with its first two different colour words exchanged (others kept)."""
     for caption, want in SWAP_CASES:
@@ -32,17 +33,18 @@ def check_swap_colors(fn) -> None:
             continue
         colours = [w for w in caption.replace(",", "").replace(".", "").split() if w in COLORS]
         if sorted(got.split()) != sorted(caption.split()):
-            hint = "keep every word (and its punctuation): a swap only reorders the caption's own words"
+            why = "keep every word (and its punctuation): a swap only reorders the caption's own words"
         elif len(set(colours)) < 2:
-            hint = (f"this caption names {len(set(colours))} different colour(s), {colours}: there is nothing to "
-                    "swap, so return it unchanged (a 'negative' equal to the caption teaches nothing)")
+            why = (f"this caption names {len(set(colours))} different colour(s), {colours}: there is nothing to "
+                   "swap, so return it unchanged (a 'negative' equal to the caption teaches nothing)")
         else:
-            hint = (f"its colour words are {colours}: exchange the first one with the first *different* one after "
-                    "it, leave the rest in place")
-        raise ExerciseError(f"swap_colors({caption!r}) gave {got!r}, expected {want!r}: {hint}")
+            why = (f"its colour words are {colours}: exchange the first one with the first *different* one after "
+                   "it, leave the rest in place")
+        raise ExerciseError(f"swap_colors({caption!r}) gave {got!r}, expected {want!r}: {why}")
     passed("swap_colors", "the same words, the colours bound to the other objects")
 
 
+@exercise
 def check_binding_accuracy(fn) -> None:
     """fn(s_aa, s_ab, s_ba, s_bb) -> (text, image): s_xy (n,) is the score of image x with caption y; text is how
     often an image's own caption wins, image how often a caption's own image wins; a tie counts one half."""
@@ -70,6 +72,7 @@ def check_binding_accuracy(fn) -> None:
     passed("binding_accuracy", "both directions, ties as coin flips, as minclip.binding.binding_scores")
 
 
+@exercise
 def check_negclip_loss(fn) -> None:
     """fn(image_embeds (B, E), text_embeds (B, E), negative_embeds (B, E), logit_scale) -> scalar: NegCLIP."""
     for seed, (B, E, s) in enumerate([(3, 4, 5.0), (8, 16, 20.0)]):
@@ -94,6 +97,10 @@ def check_negclip_loss(fn) -> None:
                                 "to find image i; but a negative caption describes no image. Keep the text-to-image "
                                 "half over the B true captions only")
         expect_close(got, want, f"negclip_loss with B={B}, E={E}, scale={s}",
-                     "half the cross-entropy of s * images @ cat([texts, negatives]).T (B, 2B) with labels "
-                     "arange(B), plus half that of s * texts @ images.T (B, B)", atol=1e-9, rtol=1e-9)
+                     hint("the hard negatives are extra wrong captions: they compete in the image→text direction "
+                          "only, since no image belongs to them.",
+                          "Each image chooses among the B true captions and the B negatives (B × 2B logits); each "
+                          "caption still chooses among the B images; average the two cross-entropies.",
+                          "(CE(s · images @ cat([texts, negatives]).T, arange(B)) + CE(s · texts @ images.T, "
+                          "arange(B))) / 2"), atol=1e-9, rtol=1e-9)
     passed("negclip_loss", "equal to minclip.loss.negclip_loss")

@@ -13,9 +13,10 @@ from minclip.encoders.resnet import AttentionPool2d
 from minclip.flops import flops
 from minclip.model import build_vision
 
-from .core import ExerciseError, call, expect_close, passed
+from .core import ExerciseError, call, exercise, expect_close, hint, passed
 
 
+@exercise
 def check_patch_embed(fn) -> None:
     """fn(images (B, C, H, W), weight (D, C, P, P)) -> (B, N, D): one token per patch, patches row by row, equal to
     the ViT's strided convolution F.conv2d(images, weight, stride=P), flattened (N = H/P * W/P, no class token)."""
@@ -40,14 +41,19 @@ def check_patch_embed(fn) -> None:
                                     "flatten(2) reads them row by row (the patch at row i, column j is token "
                                     "i * W/P + j)")
         expect_close(got, want, f"patch_embed on {B} images of {H}x{W} in {P}x{P} patches, D={D}",
-                     "reshape (B, C, H, W) to (B, C, H/P, P, W/P, P), permute to (B, H/P, W/P, C, P, P), flatten to "
-                     "(B, N, C*P*P), then multiply by weight.flatten(1).T, (C*P*P, D)", atol=1e-4)
+                     hint("a strided convolution with a P×P kernel and stride P is one linear layer applied to each "
+                          "non-overlapping P×P patch.",
+                          "Cut the image into its N = (H/P)(W/P) patches, row by row; flatten each patch in the "
+                          "order the conv weight is laid out, (C, P, P); then one matrix product.",
+                          "x.reshape(B, C, H/P, P, W/P, P).permute(0, 2, 4, 1, 3, 5).flatten(3).flatten(1, 2) "
+                          "@ weight.flatten(1).T"), atol=1e-4)
     passed("patch_embed", "cut into patches + one linear layer = the ViT's strided convolution (conv1)")
 
 
 STAGES = ("the stem", "layer1", "layer2", "layer3", "layer4")
 
 
+@exercise
 def check_resnet_shapes(fn) -> None:
     """fn(config: CLIPConfig with a ResNet image tower) -> five (channels, height, width) tuples: the feature map of
     one image after the stem (its average pool included) and after each of the four stages."""
@@ -80,14 +86,14 @@ def check_resnet_shapes(fn) -> None:
                 continue
             what = f"image_size={v.image_size}, width={v.width}: after {stage} you gave {g}"
             if g[0] != w[0]:
-                hint = ("the stem ends with `width` channels (its first two convolutions have width/2)" if stage ==
-                        STAGES[0] else "stage k has width * 2^(k-1) planes, and a Bottleneck's output has 4x its "
-                        "planes (Bottleneck.expansion)")
+                why = ("the stem ends with `width` channels (its first two convolutions have width/2)" if stage ==
+                       STAGES[0] else "stage k has width * 2^(k-1) planes, and a Bottleneck's output has 4x its "
+                       "planes (Bottleneck.expansion)")
             elif stage == STAGES[0]:
-                hint = "the stem downsamples 4x: conv1 has stride 2, then the 2x2 average pool halves again"
+                why = "the stem downsamples 4x: conv1 has stride 2, then the 2x2 average pool halves again"
             else:
-                hint = "layer1 keeps the stem's resolution; layer2, layer3 and layer4 each halve it (32x in all)"
-            raise ExerciseError(f"{what}, which is not minclip's shape: {hint}")
+                why = "layer1 keeps the stem's resolution; layer2, layer3 and layer4 each halve it (32x in all)"
+            raise ExerciseError(f"{what}, which is not minclip's shape: {why}")
     passed("resnet_shapes", "the stem downsamples 4x, the stages 8x more; the channels grow to 32 x width")
 
 
@@ -101,6 +107,7 @@ def _pool(seed: int, spatial: int, width: int, heads: int, embed_dim: int) -> At
     return pool.eval()
 
 
+@exercise
 def check_attention_pool(fn) -> None:
     """fn(x (B, C, h, w), pool: AttentionPool2d) -> (B, E): ModifiedResNet's attention pooling, written with the
     pool's own weights (pool.positional_embedding, pool.q_proj, .k_proj, .v_proj, .c_proj, pool.heads)."""
@@ -149,6 +156,7 @@ def _vit(image_size: int, patch_size: int, width: int, layers: int, heads: int, 
         image_size=image_size, patch_size=patch_size, width=width, layers=layers, heads=heads)))
 
 
+@exercise
 def check_vit_flops(fn) -> None:
     """fn(config: CLIPConfig with a ViT image tower, MLP ratio 4) -> GFLOPs of one image's forward pass through it,
     counted as minclip.flops counts them: the matrix products only, a multiply-add = 2 FLOPs."""
@@ -170,16 +178,16 @@ def check_vit_flops(fn) -> None:
         block = 24 * N * D ** 2 + 4 * N ** 2 * D
         patches, proj = 2 * (N - 1) * D * 3 * v.patch_size ** 2, 2 * D * config.embed_dim
         if abs(got / want - 1e9) < 1e3:
-            hint = "that is FLOPs, not GFLOPs: divide by 1e9"
+            why = "that is FLOPs, not GFLOPs: divide by 1e9"
         elif abs(got / want - 0.5) < 1e-6:
-            hint = "that is multiply-adds: a multiply-add counts as 2 FLOPs"
+            why = "that is multiply-adds: a multiply-add counts as 2 FLOPs"
         elif abs(got * 1e9 - v.layers * block) < 1e-3 * want * 1e9:
-            hint = f"that is the blocks alone: add the patch embedding, 2 (N-1) D 3P^2 = {patches:,}, and the " \
-                   f"projection, 2 D E = {proj:,}"
+            why = f"that is the blocks alone: add the patch embedding, 2 (N-1) D 3P^2 = {patches:,}, and the " \
+                  f"projection, 2 D E = {proj:,}"
         elif abs(got * 1e9 - (v.layers * block + patches)) < 1e-3 * want * 1e9:
-            hint = f"you left out the final projection (D, E): 2 D E = {proj:,} FLOPs"
+            why = f"you left out the final projection (D, E): 2 D E = {proj:,} FLOPs"
         else:
-            hint = "N counts the class token, (S/P)^2 + 1; each block is 24 N D^2 + 4 N^2 D; add the patch " \
-                   "embedding (a (3P^2, D) linear layer on N-1 patches) and the projection (D, E)"
-        raise ExerciseError(f"{what}: got {got:.6g} GFLOPs, minclip.flops counts {want:.6g}. {hint}")
+            why = "N counts the class token, (S/P)^2 + 1; each block is 24 N D^2 + 4 N^2 D; add the patch " \
+                  "embedding (a (3P^2, D) linear layer on N-1 patches) and the projection (D, E)"
+        raise ExerciseError(f"{what}: got {got:.6g} GFLOPs, minclip.flops counts {want:.6g}. {why}")
     passed("vit_flops", "the same count as minclip.flops, from the formula alone")

@@ -10,7 +10,7 @@ import statistics
 import numpy as np
 import torch
 
-from .core import ExerciseError, call, expect_close, passed
+from .core import ExerciseError, call, exercise, expect_close, passed
 
 VERDICTS = ("higher", "lower", "tied")
 
@@ -23,6 +23,7 @@ def _verdict(a, b) -> str:
     return "tied" if abs(gap) <= max(sa, sb) else "higher" if gap > 0 else "lower"
 
 
+@exercise
 def check_seed_verdict(fn) -> None:
     """fn(a, b) -> "higher", "lower" or "tied": a's mean against b's over seeds, tied when the gap is no larger than
     the larger of the two sample standard deviations."""
@@ -44,16 +45,17 @@ def check_seed_verdict(fn) -> None:
             raise ExerciseError(f"seed_verdict should return one of {VERDICTS}, got {got!r}")
         if got != want:
             pop = max(float(np.std(a)), float(np.std(b)))
-            hint = ("the spread is the *sample* standard deviation (divide by n - 1, statistics.stdev), not the "
-                    "population one (np.std's default)" if abs(statistics.mean(a) - statistics.mean(b)) > pop
-                    and want == "tied" else
-                    "compare the gap with the *larger* of the two spreads, not their sum or the smaller one"
+            why = ("the spread is the *sample* standard deviation (divide by n - 1, statistics.stdev), not the "
+                   "population one (np.std's default)" if abs(statistics.mean(a) - statistics.mean(b)) > pop
+                   and want == "tied" else
+                   "compare the gap with the *larger* of the two spreads, not their sum or the smaller one"
                     if len(a) > 1 else
                     "one seed has no spread (a deviation of 0): then any gap decides")
-            raise ExerciseError(f"{what}: a = {a}, b = {b} should be {want!r}, got {got!r}: {hint}")
+            raise ExerciseError(f"{what}: a = {a}, b = {b} should be {want!r}, got {got!r}: {why}")
     passed("seed_verdict", "the report's rule: a gap within the seeds' own scatter is no finding")
 
 
+@exercise
 def check_power_law_exponent(fn) -> None:
     """fn(gflops, errors) -> the exponent s of error ~ gflops ** s: the slope of the least-squares line through
     (log gflops, log error)."""
@@ -68,10 +70,10 @@ def check_power_law_exponent(fn) -> None:
         except (TypeError, ValueError):
             raise ExerciseError(f"power_law_exponent should return one number, the slope; got {got!r}") from None
         linear = float(np.polyfit(x, y, 1)[0])
-        hint = ("that is the slope of error against GFLOPs on linear axes: a power law is a straight line on log-log "
-                "axes, so fit log(error) against log(gflops)" if math.isclose(got, linear, rel_tol=1e-6) else
-                "take the log of both axes, then the least-squares slope: cov(log x, log y) / var(log x) (any log "
-                "base gives the same slope)")
+        why = ("that is the slope of error against GFLOPs on linear axes: a power law is a straight line on log-log "
+               "axes, so fit log(error) against log(gflops)" if math.isclose(got, linear, rel_tol=1e-6) else
+               "take the log of both axes, then the least-squares slope: cov(log x, log y) / var(log x) (any log "
+               "base gives the same slope)")
         expect_close(torch.tensor(got, dtype=torch.float64), torch.tensor(want, dtype=torch.float64),
-                     f"the exponent for {n} models", hint, atol=1e-9, rtol=1e-9)
+                     f"the exponent for {n} models", why, atol=1e-9, rtol=1e-9)
     passed("power_law_exponent", "matches numpy.polyfit in log-log space")

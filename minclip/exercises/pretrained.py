@@ -12,7 +12,7 @@ from minclip.encoders.text import TextTransformer
 from minclip.model import CLIP
 from minclip.pretrained import OPENAI_EXTRA_KEYS, to_open_clip
 
-from .core import ExerciseError, call, expect_close, passed
+from .core import ExerciseError, call, exercise, expect_close, hint, passed
 
 
 def _tiny_clip(seed: int) -> CLIP:
@@ -22,6 +22,7 @@ def _tiny_clip(seed: int) -> CLIP:
         return CLIP(CLIPConfig.preset("tiny"))
 
 
+@exercise
 def check_convert_state_dict(fn) -> None:
     """fn(open_clip_state_dict) -> a state dict with minclip's key names, as minclip.pretrained.from_open_clip."""
     model = _tiny_clip(seed=0)
@@ -47,21 +48,32 @@ def check_convert_state_dict(fn) -> None:
     passed("convert_state_dict", f"{len(got)} tensors, loadable into minclip.CLIP")
 
 
+@exercise
 def check_clip_normalize(fn) -> None:
     """fn(uint8 images (B, 3, H, W)) -> float (B, 3, H, W) scaled to [0, 1] then normalised with CLIP_MEAN/STD."""
     g = torch.Generator().manual_seed(0)
     for B, S in ((4, 32), (2, 224), (1, 8)):
         images = torch.randint(0, 256, (B, 3, S, S), dtype=torch.uint8, generator=g)
-        got = call(fn, images, name="clip_normalize")
+        shapes = (f"images are (B, 3, H, W) = {(B, 3, S, S)}; CLIP_MEAN and CLIP_STD hold one number per channel, "
+                  f"shape (3,), which broadcasts against the last dim (W), not the channels: view them as (3, 1, 1)")
+        got = call(fn, images, name="clip_normalize", expected=shapes)
         if not isinstance(got, torch.Tensor) or not got.is_floating_point():
             raise ExerciseError(f"clip_normalize should return a float tensor, got "
-                                f"{getattr(got, 'dtype', type(got).__name__)}: convert with images.float() / 255")
-        hint = ("divide by 255 first, then subtract CLIP_MEAN and divide by CLIP_STD per channel (shape them (3, 1, 1) "
-                "so that they broadcast over (B, 3, H, W))")
-        expect_close(got, clip_preprocess(S)(images), f"clip_normalize on {B} images of {S}x{S}", hint)
+                                f"{getattr(got, 'dtype', type(got).__name__)}: uint8 cannot hold fractions; convert "
+                                f"to float and bring 0..255 to 0..1 first")
+        if got.shape != images.shape:
+            raise ExerciseError(f"clip_normalize returned shape {tuple(got.shape)}, expected {tuple(images.shape)}: "
+                                f"{shapes}")
+        expect_close(got, clip_preprocess(S)(images), f"clip_normalize on {B} images of {S}x{S}", hint(
+            "the weights expect exactly the pixels CLIP was trained on: values in [0, 1], then standardised per "
+            "channel with the statistics of CLIP's training set.",
+            "Divide by 255 first, then subtract each channel's mean and divide by its standard deviation; the "
+            "channel is dim 1 of (B, 3, H, W).",
+            "(images.float() / 255 − mean.view(3, 1, 1)) / std.view(3, 1, 1)"))
     passed("clip_normalize", "equal to minclip.data.clip_preprocess")
 
 
+@exercise
 def check_eot_pool(fn) -> None:
     """fn(x (B, L, D), tokens (B, L)) -> (B, D): each caption's state at its EOT token (the largest id)."""
     g = torch.Generator().manual_seed(0)

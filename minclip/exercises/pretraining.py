@@ -11,9 +11,10 @@ from ..loss import clip_loss
 from ..model import CLIP
 from ..optim import param_groups, warmup_cosine
 from ..train import train_step
-from .core import ExerciseError, call, expect_close, passed
+from .core import ExerciseError, call, exercise, expect_close, passed
 
 
+@exercise
 def check_warmup_cosine(fn) -> None:
     """fn(step, warmup, total) -> float: the learning-rate multiplier, as minclip.optim.warmup_cosine(warmup, total)."""
     for warmup, total in [(10, 100), (0, 50), (3, 7), (100, 1500)]:
@@ -38,6 +39,7 @@ def check_warmup_cosine(fn) -> None:
     passed("warmup_cosine", "the same schedule as minclip.optim.warmup_cosine")
 
 
+@exercise
 def check_param_groups(fn) -> None:
     """fn(model) -> list of the names of the parameters that get weight decay (as minclip.optim.param_groups)."""
     resnet = dict(embed_dim=16, tokenizer="shapeworld",
@@ -71,6 +73,7 @@ def _micro_clip(seed: int) -> CLIP:
                                                         heads=2))))
 
 
+@exercise
 def check_gradcache_step(fn) -> None:
     """fn(model, images (B, 3, H, W), tokens (B, L), chunks) -> loss: one GradCache step that leaves in .grad
     exactly the full-batch gradient of clip_loss, while encoding at most B / chunks examples with a graph."""
@@ -96,6 +99,11 @@ def check_gradcache_step(fn) -> None:
         expect_close(torch.as_tensor(got_loss).detach().reshape(()), want_loss, "the returned loss",
                      "return the loss of the whole batch, computed on all the cached embeddings at once")
         for (name, p), q in zip(model.named_parameters(), reference.parameters()):
+            if p.grad is None and name == "logit_scale":
+                raise ExerciseError("logit_scale.grad is empty: the temperature is learned, so the loss must use "
+                                    "model.logit_scale.exp() as a tensor in the graph (not .item(), .detach() or a "
+                                    "number); then loss.backward() gives its gradient, which GradCache needs no "
+                                    "second pass for")
             if p.grad is None:
                 raise ExerciseError(f"{name}.grad is empty: push the cached embedding gradients through each "
                                     f"re-encoded chunk with torch.autograd.backward([i, t], [grad_i, grad_t])")

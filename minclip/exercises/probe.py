@@ -4,12 +4,14 @@ logistic-regression probe written in torch.
 Each check runs the student's function on hidden seeded cases and compares it with minclip/probe.py
 (sample_k_shot, crossover, linear_probe).
 """
+import math
+
 import torch
 import torch.nn.functional as F
 
 from minclip.probe import crossover, linear_probe, sample_k_shot
 
-from .core import ExerciseError, call, expect_close, passed
+from .core import ExerciseError, call, exercise, expect_close, hint, passed
 
 
 def _labels(counts, seed: int) -> torch.Tensor:
@@ -18,6 +20,7 @@ def _labels(counts, seed: int) -> torch.Tensor:
     return labels[torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))]
 
 
+@exercise
 def check_sample_k_shot(fn) -> None:
     """fn(labels (B,), k, seed) -> indices: exactly k distinct examples of every class, the same for the same seed,
     a ValueError when a class has fewer than k (minclip.probe.sample_k_shot's semantics)."""
@@ -61,6 +64,17 @@ def check_sample_k_shot(fn) -> None:
     passed("sample_k_shot", "k per class, seeded, random within each class")
 
 
+def _last_crossing(shots, accuracies, zeroshot_accuracy):
+    """The mistake to recognise: interpolate in the last segment where the curve rises through zero-shot."""
+    last = None
+    for k0, k1, a0, a1 in zip(shots, shots[1:], accuracies, accuracies[1:]):
+        if a0 < zeroshot_accuracy <= a1:
+            t = (zeroshot_accuracy - a0) / (a1 - a0)
+            last = 2 ** (math.log2(k0) + t * (math.log2(k1) - math.log2(k0)))
+    return last
+
+
+@exercise
 def check_crossover(fn) -> None:
     """fn(shots, accuracies, zeroshot_accuracy) -> the interpolated k where the probe reaches zero-shot, or None."""
     shots = [1, 2, 4, 8, 16, 50]
@@ -68,7 +82,7 @@ def check_crossover(fn) -> None:
              ([0.3, 0.45, 0.6, 0.7, 0.8, 0.9], 0.45),  # exactly on a point
              ([0.7, 0.75, 0.8, 0.85, 0.9, 0.95], 0.5),  # the first point is already above zero-shot
              ([0.1, 0.2, 0.3, 0.4, 0.5, 0.6], 0.9),  # never reached
-             ([0.3, 0.5, 0.45, 0.6, 0.7, 0.8], 0.55)]  # not monotone: the first crossing counts
+             ([0.3, 0.6, 0.5, 0.7, 0.8, 0.9], 0.55)]  # crosses at 1-2, falls back, crosses again: the first counts
     for accs, zs in cases:
         want = crossover(shots, accs, zs)
         got = call(fn, shots, accs, zs, name="crossover")
@@ -79,9 +93,23 @@ def check_crossover(fn) -> None:
             continue
         if got is None:
             raise ExerciseError(f"{where}: expected about {want:.3g} shots, got None")
-        expect_close(float(got), want, f"crossover for {where}",
-                     "find the first segment (k0, k1) with acc(k0) < zero-shot <= acc(k1), interpolate linearly in "
-                     "log2(k), and return 2 ** that; if acc(shots[0]) >= zero-shot already, return shots[0]")
+        try:
+            got = float(got)
+        except (TypeError, ValueError):
+            raise ExerciseError(f"crossover should return a number of shots (a float) or None, got "
+                                f"{type(got).__name__}") from None
+        last = _last_crossing(shots, accs, zs)
+        if last is not None and abs(last - want) > 1e-6 and abs(got - last) < 1e-6 * last:
+            raise ExerciseError(f"{where}: {got:.3g} is where the curve reaches zero-shot the last time; it first "
+                                f"reaches it at {want:.3g} shots, and the question is how many labelled examples a "
+                                f"probe needs to match zero-shot: stop at the first crossing")
+        expect_close(got, want, f"crossover for {where}",
+                     hint("the crossover is the first place where the probe's curve reaches the zero-shot line.",
+                          "Walk the segments in order of k; in the first segment that brackets zero-shot, "
+                          "interpolate linearly in log2(k), not in k; return shots[0] if the curve starts at or "
+                          "above it.",
+                          "for the first (k0, k1) with acc(k0) < zs <= acc(k1): t = (zs − acc(k0)) / "
+                          "(acc(k1) − acc(k0)); return 2 ** (log2 k0 + t (log2 k1 − log2 k0))"))
     passed("crossover", "matches minclip.probe.crossover")
 
 
@@ -94,6 +122,7 @@ def _blobs(n_per_class: int, K: int, D: int, noise_seed: int):
     return F.normalize(centres[labels] + 1.5 * noise, dim=1), labels
 
 
+@exercise
 def check_logistic_probe(fn) -> None:
     """fn(feats (B, D), labels (B,), C) -> (W (D, K), b (K,)): sklearn's LogisticRegression(C) objective,
     C * sum(CE) + 0.5 * ||W||^2, minimised; its test accuracy must be within 2 points of minclip.probe.linear_probe."""

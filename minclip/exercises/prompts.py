@@ -9,7 +9,7 @@ from ..config import CLIPConfig
 from ..model import CLIP
 from ..tokenizer import CLIPTokenizer
 from ..zeroshot import zeroshot_classifier
-from .core import ExerciseError, call, expect_close, expect_nearest, passed
+from .core import ExerciseError, call, exercise, expect_close, hint, expect_nearest, passed
 
 CLASSNAMES = ["red circle", "blue square", "green star", "yellow heart", "purple cross"]
 TEMPLATES = ["a {}.", "a photo of a {}.", "a sketch of the {}.", "an image of a small {}."]
@@ -35,6 +35,7 @@ def _unnormalised_mean(model, tokenizer, classnames, templates):
     return F.normalize(raw.mean(dim=1), dim=-1).T  # (E, K)
 
 
+@exercise
 def check_prompt_ensemble(fn) -> None:
     """fn(model, tokenizer, classnames, templates) -> (E, K): CLIP §3.1.4's prompt ensemble, as zeroshot_classifier."""
     model, tokenizer = _random_clip()
@@ -58,11 +59,15 @@ def check_prompt_ensemble(fn) -> None:
                 raise ExerciseError(f"the columns of your classifier have lengths {norms.tolist()[:3]}...: "
                                     f"renormalise each class's mean embedding to length 1")
         expect_close(got, want, f"prompt_ensemble for {K} classes × {len(templates)} templates",
-                     "for each class: fill every template with its name, embed them (normalised), average, "
-                     "renormalise; stack the K means as columns", atol=1e-4, rtol=1e-3)
+                     hint("a class's zero-shot weight is the average direction of all its prompts' embeddings.",
+                          "Normalise each prompt's embedding before averaging and the average after it, so every "
+                          "template counts the same and the weight is a unit vector.",
+                          "for each class: normalize(mean(normalize(encode(t.format(name)) for t in templates))); "
+                          "the K weights as the columns of an (E, K) matrix"), atol=1e-4, rtol=1e-3)
     passed("prompt_ensemble", "the same weights as minclip.zeroshot.zeroshot_classifier")
 
 
+@exercise
 def check_zeroshot_predict(fn) -> None:
     """fn(image_embeds (B, E), class_embeds (K, E)) -> (B,) long: the class of highest cosine similarity per image.
     Neither input is normalised."""
@@ -75,6 +80,16 @@ def check_zeroshot_predict(fn) -> None:
     passed("zeroshot_predict")
 
 
+def _topk_over_images(logits, labels, k):
+    """The usual mistake: topk over dim=0 (the k best images of each class), then compared with the labels."""
+    top = logits.topk(k, dim=0).indices  # (k, K)
+    try:
+        return (top == labels[:, None]).any(dim=1).float().mean().item()
+    except RuntimeError:  # (k, K) and (B, 1) broadcast only when k = 1 or k = B
+        return None
+
+
+@exercise
 def check_topk_accuracy(fn) -> None:
     """fn(logits (B, K), labels (B,), k) -> float: the fraction of rows whose label is among their k largest logits."""
     for seed, (B, K, k) in enumerate([(20, 10, 1), (20, 10, 5), (7, 3, 2), (50, 64, 10), (5, 4, 4)]):
@@ -82,14 +97,25 @@ def check_topk_accuracy(fn) -> None:
         logits = torch.randn(B, K, generator=g)
         labels = torch.randint(0, K, (B,), generator=g)
         want = (logits.topk(k, dim=1).indices == labels[:, None]).any(dim=1).float().mean().item()
-        got = call(fn, logits.clone(), labels.clone(), k, name="topk_accuracy")
+        shapes = (f"logits is (B, K) = {(B, K)} and labels (B,) = ({B},); the top k of each row, over dim=1 (the "
+                  f"classes), is (B, k) = {(B, k)}; compare it with labels[:, None], (B, 1), and average the B hits")
+        got = call(fn, logits.clone(), labels.clone(), k, name="topk_accuracy", expected=shapes)
+        if isinstance(got, torch.Tensor) and got.numel() != 1:
+            raise ExerciseError(f"topk_accuracy returned a tensor of shape {tuple(got.shape)}, not one number: "
+                                f"{shapes}")
         try:
             got = float(got)
         except (TypeError, ValueError):
             raise ExerciseError(f"topk_accuracy should return one number, got {type(got).__name__}") from None
         if abs(got - want * B) < 1e-6 and B > 1 and want > 0:
             raise ExerciseError("topk_accuracy returned a count of hits; divide by the number of images")
+        wrong = _topk_over_images(logits, labels, k)
+        if wrong is not None and abs(got - wrong) < 1e-6 < abs(got - want):
+            raise ExerciseError(f"topk_accuracy with k={k}: this is the top k over dim=0, the images of each class; "
+                                f"logits is (B, K) = {(B, K)}, so each image's top k classes are over dim=1")
         expect_close(torch.tensor(got), torch.tensor(want), f"topk_accuracy with k={k} of K={K}",
-                     "take the k largest logits of each row (logits.topk(k, dim=1).indices), count the rows whose "
-                     "label is among them, divide by B", atol=1e-6)
+                     hint("an image is a top-k hit when its true class is among the k classes it scores highest.",
+                          "Take the k largest logits of each row (the classes are dim=1), see whether the label is "
+                          "among them, and average the hits over the B images.",
+                          "(logits.topk(k, dim=1).indices == labels[:, None]).any(dim=1).float().mean()"), atol=1e-6)
     passed("topk_accuracy")

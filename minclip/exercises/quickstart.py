@@ -5,7 +5,7 @@ Shapes: B images, M captions, K classes, E the shared embedding dim.
 import torch
 import torch.nn.functional as F
 
-from .core import ExerciseError, call, expect_close, expect_nearest, passed
+from .core import ExerciseError, call, exercise, expect_close, hint, expect_nearest, passed
 
 
 def _randn(seed: int, *shape) -> torch.Tensor:
@@ -15,6 +15,7 @@ def _randn(seed: int, *shape) -> torch.Tensor:
     return x * torch.empty(shape[0], 1).uniform_(0.3, 3.0, generator=g)
 
 
+@exercise
 def check_cosine_similarity(fn) -> None:
     """fn(a (B, E), b (M, E)) -> (B, M): the cosine similarity of every row of a with every row of b."""
     for seed, (B, M, E) in enumerate([(4, 4, 8), (5, 3, 16), (1, 6, 2)]):
@@ -25,10 +26,14 @@ def check_cosine_similarity(fn) -> None:
             raise ExerciseError("cosine_similarity returned the plain dot products a @ b.T: divide every row by its "
                                 "length first (F.normalize(x, dim=1)), so that only the angle counts")
         expect_close(got, want, f"cosine_similarity of a {(B, E)} and a {(M, E)} input",
-                     "normalise each row of both inputs to length 1, then multiply: a @ b.T is (B, M)")
+                     hint("a cosine similarity is the dot product of two unit vectors.",
+                          "Scale each row of both inputs to length 1, then take every row of a against every row of "
+                          "b: the result is (B, M).",
+                          "F.normalize(a, dim=1) @ F.normalize(b, dim=1).T"))
     passed("cosine_similarity", "the same numbers as F.normalize(a) @ F.normalize(b).T")
 
 
+@exercise
 def check_zeroshot_probs(fn) -> None:
     """fn(image_embeds (B, E), classifier (E, K), logit_scale) -> (B, K) class probabilities, rows summing to 1."""
     for seed, (B, K, E, s) in enumerate([(3, 5, 8, 100.0), (4, 2, 16, 14.3), (1, 7, 4, 1.0)]):
@@ -48,6 +53,7 @@ def check_zeroshot_probs(fn) -> None:
     passed("zeroshot_probs")
 
 
+@exercise
 def check_retrieval(fn) -> None:
     """fn(image_embeds (B, E), text_embeds (M, E)) -> (M,) long: for each caption, the index of its most similar
     image by cosine similarity (text-to-image retrieval, top 1)."""

@@ -8,7 +8,7 @@ import torch
 
 from minclip.robustness import RobustnessLine, effective_robustness, fit_robustness_line
 
-from .core import ExerciseError, call, expect_close, passed
+from .core import ExerciseError, call, exercise, expect_close, passed
 
 
 def _family(seed: int, n: int = 6):
@@ -19,6 +19,7 @@ def _family(seed: int, n: int = 6):
     return torch.sigmoid(x).tolist(), torch.sigmoid(y).tolist()
 
 
+@exercise
 def check_fit_logit_line(fn) -> None:
     """fn(id_acc, ood_acc) -> (slope, intercept) of the least-squares line logit(ood) = slope * logit(id) + intercept,
     accuracies clipped to [1e-3, 1 - 1e-3] before the logit (minclip.robustness.fit_robustness_line)."""
@@ -29,14 +30,15 @@ def check_fit_logit_line(fn) -> None:
         if not isinstance(got, (tuple, list)) or len(got) != 2:
             raise ExerciseError(f"fit_logit_line should return (slope, intercept), got {got!r}")
         want = fit_robustness_line(id_acc, ood_acc)
-        hint = ("take logit(p) = log(p / (1 - p)) of both accuracies (clip p to [1e-3, 1 - 1e-3] first, or 100% "
-                "becomes infinite), then fit y = slope * x + intercept by least squares: "
-                "slope = cov(x, y) / var(x), intercept = mean(y) - slope * mean(x)")
+        why = ("take logit(p) = log(p / (1 - p)) of both accuracies (clip p to [1e-3, 1 - 1e-3] first, or 100% "
+               "becomes infinite), then fit y = slope * x + intercept by least squares: "
+               "slope = cov(x, y) / var(x), intercept = mean(y) - slope * mean(x)")
         expect_close(torch.tensor([float(g) for g in got]), torch.tensor([want.slope, want.intercept]),
-                     f"(slope, intercept) for id {[round(a, 3) for a in id_acc]}", hint)
+                     f"(slope, intercept) for id {[round(a, 3) for a in id_acc]}", why)
     passed("fit_logit_line", "matches minclip.robustness.fit_robustness_line")
 
 
+@exercise
 def check_effective_robustness(fn) -> None:
     """fn(slope, intercept, id_acc, ood_acc) -> ood_acc minus the shifted accuracy the line predicts at id_acc."""
     g = torch.Generator().manual_seed(0)
@@ -53,6 +55,7 @@ def check_effective_robustness(fn) -> None:
     passed("effective_robustness", "matches minclip.robustness.effective_robustness")
 
 
+@exercise
 def check_gap_closed(fn) -> None:
     """fn(slope, intercept, id_acc, ood_acc) -> the share of the robustness gap closed:
     (ood - line(id)) / (id - line(id)); 0 on the line, 1 on y = x (a perfectly robust model)."""

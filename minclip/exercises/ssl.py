@@ -11,9 +11,10 @@ import torch.nn.functional as F
 from minclip.encoders.vit import VisionTransformer
 from minclip.loss import nt_xent_loss
 
-from .core import ExerciseError, call, expect_close, passed
+from .core import ExerciseError, call, exercise, expect_close, hint, passed
 
 
+@exercise
 def check_simclr_nt_xent(fn) -> None:
     """fn(z1 (B, E), z2 (B, E), temperature) -> scalar: SimCLR's NT-Xent over the 2B views."""
     for seed, (B, E, tau) in enumerate([(2, 3, 0.5), (5, 8, 0.1), (8, 16, 1.0)]):
@@ -32,12 +33,17 @@ def check_simclr_nt_xent(fn) -> None:
             raise ExerciseError("nt_xent kept each view's similarity with itself (always the largest, cos = 1): mask "
                                 "the diagonal of the (2B, 2B) matrix with -inf before the cross-entropy")
         expect_close(got.reshape(()), want, f"nt_xent with B={B}, E={E}, temperature={tau}",
-                     "normalise z = cat(z1, z2) (2B, E); logits = z @ z.T / temperature with the diagonal set to "
-                     "-inf; row k's positive is k + B (mod 2B); mean cross-entropy over the 2B rows",
+                     hint("each of the 2B views must pick out its one positive, the other view of the same image, "
+                          "among the 2B − 1 other views of the batch.",
+                          "Compare every normalised view with every other (cosine / temperature); a view is never "
+                          "its own candidate, so mask the diagonal; view k's positive is k + B (mod 2B).",
+                          "z = normalize(cat(z1, z2)); logits = z @ z.T / temperature, diagonal = −inf; "
+                          "mean CE over the 2B rows with targets (arange(2B) + B) % 2B"),
                      atol=1e-6, rtol=1e-6)
     passed("nt_xent", "equal to minclip.loss.nt_xent_loss (and so to lightly's NTXentLoss)")
 
 
+@exercise
 def check_random_masking(fn) -> None:
     """fn(x (B, N, D), mask_ratio, generator) -> (visible (B, keep, D), mask (B, N)): every image keeps its own random
     keep = int(N * (1 - mask_ratio)) tokens; mask is 1 where a token is hidden, 0 where it is visible."""
@@ -75,6 +81,7 @@ def check_random_masking(fn) -> None:
     passed("random_masking", "per-image random subsets of the right size, seeded, as baselines/mae.py")
 
 
+@exercise
 def check_patchify(fn) -> None:
     """fn(images (B, C, H, W), P) -> (B, N, P*P*C): patches row by row, each patch's pixels in (row, column,
     channel) order, as MAE's models_mae.py. Checked through minclip's ViT: a patch embedding is patchify, then
