@@ -13,7 +13,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
-from make_student import stub  # noqa: E402
+from make_student import SOLUTION, handout, student_notebook, stub  # noqa: E402
 
 from minclip.exercises import ExerciseError  # noqa: E402
 
@@ -52,10 +52,31 @@ def test_student_copies_are_current():
     for nb in NOTEBOOKS:
         copy = ROOT / "notebooks" / "student" / nb.name
         assert copy.exists(), f"no student copy of {nb.name}: run `make student`"
-        want = [stub(c.source) for c in nbformat.read(nb, as_version=4).cells]
+        want = [c.source for c in student_notebook(nb).cells]
         got = [c.source for c in nbformat.read(copy, as_version=4).cells]
         assert got == want, f"{copy} is stale: run `make student`"
         assert not any(c.get("outputs") for c in nbformat.read(copy, as_version=4).cells if c.cell_type == "code")
+
+
+def test_the_handout_holds_no_solution_and_its_badges_open_it(tmp_path):
+    out = handout(tmp_path / "handout", colab="teacher/course/blob/main/notebooks", wheel=False)
+    files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+    assert files == sorted(["README.md", "report/results.json"] + [f"notebooks/{nb.name}" for nb in NOTEBOOKS]), files
+    assert (tmp_path / "handout.zip").stat().st_size > 0
+    for nb in NOTEBOOKS:
+        solution = nbformat.read(nb, as_version=4).cells
+        given = nbformat.read(out / "notebooks" / nb.name, as_version=4).cells
+        assert len(given) == len(solution)
+        text = (out / "notebooks" / nb.name).read_text()
+        assert "BEGIN SOLUTION" not in text and "END SOLUTION" not in text, nb.name
+        for mine, theirs in zip(solution, given):
+            assert not theirs.get("outputs"), f"{nb.name}: an output (maybe an answer) reached the hand-out"
+            for block in SOLUTION.finditer(mine.source):
+                lines = [line.strip() for line in block.group(0).splitlines()[1:-1] if len(line.strip()) > 12]
+                leaked = [line for line in lines if line in theirs.source]
+                assert not leaked, f"{nb.name}: solution lines reached the hand-out: {leaked}"
+        badges = [c.source for c in given if "colab.research.google.com" in c.source]
+        assert badges and all(f"github/teacher/course/blob/main/notebooks/{nb.name}" in b for b in badges), nb.name
 
 
 def test_stub_keeps_indentation():
