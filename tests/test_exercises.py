@@ -266,3 +266,16 @@ def test_correct_answers_written_differently_pass(capsys):
         (0.48145466, 0.4578275, 0.40821073))[None, :, None, None]) / torch.tensor(
         (0.26862954, 0.26130258, 0.27577711))[None, :, None, None])
     assert capsys.readouterr().out.count("✓") == 6
+
+
+def test_every_notebook_ends_with_its_questionnaire_and_the_key_answers_each_question():
+    from questionnaires import HEADING, questionnaire_cell, questions
+    for nb in NOTEBOOKS:
+        key = ROOT / "notebooks" / "answers" / f"{nb.stem}.md"
+        assert key.exists(), f"no answer key for {nb.name}: write {key.relative_to(ROOT)}"
+        asked = questions(key)
+        assert len(asked) >= 5, f"{key.name}: {len(asked)} questions"
+        last = nbformat.read(nb, as_version=4).cells[-1]
+        assert last.source.startswith(HEADING) and last.source == questionnaire_cell(asked), \
+            f"{nb.name}'s questionnaire differs from {key.name}: run scripts/questionnaires.py"
+        assert key.read_text().count("\n   Answer: ") == len(asked), f"{key.name}: one '   Answer: ' per question"

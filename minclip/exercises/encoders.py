@@ -134,9 +134,13 @@ def check_attention_pool(fn) -> None:
                                     "pool.positional_embedding, (h*w + 1, C), to the tokens (the mean token "
                                     "included) before the projections")
         expect_close(got_t, want, f"attention_pool on a {(B, C, spatial, spatial)} map with {heads} heads",
-                     "tokens = [mean of the map, the h*w positions] + pool.positional_embedding, (B, N, C); the query "
-                     "is q_proj of token 0, keys and values k_proj, v_proj of all N; split C into pool.heads heads, "
-                     "softmax(q k^T / sqrt(C/H)) v per head, heads side by side, then c_proj", atol=1e-4)
+                     hint("attention pooling is one attention step in which a single query, the mean of the map, "
+                          "looks at every position (and at itself).",
+                          "Flatten the map to tokens, put its mean in front, add the positional embedding; only "
+                          "token 0 makes a query, all N tokens make keys and values; split the channels into heads.",
+                          "tokens = [mean, h*w positions] + pos (B, N, C); q = q_proj(tokens[:, :1]), k = k_proj, "
+                          "v = v_proj of all; softmax(q k^T / sqrt(C/H)) v per head, heads concatenated, c_proj"),
+                     atol=1e-4)
     passed("attention_pool", "equal to minclip's AttentionPool2d")
 
 

@@ -49,7 +49,11 @@ def check_zeroshot_probs(fn) -> None:
                 raise ExerciseError("zeroshot_probs ignored logit_scale: multiply the cosines by it before the "
                                     "softmax, or every probability comes out nearly uniform")
         expect_close(got, want, f"zeroshot_probs with B={B}, K={K}, logit_scale={s}",
-                     "the logits are logit_scale * image_embeds @ classifier, (B, K); take softmax over the classes")
+                     hint("zero-shot turns each image's similarities with the K class embeddings into a "
+                          "probability distribution over the classes.",
+                          "Scale the similarities by logit_scale (the learned 1/temperature) and normalise over the "
+                          "classes, the last dim.",
+                          "(logit_scale * image_embeds @ classifier).softmax(dim=-1), (B, K)"))
     passed("zeroshot_probs")
 
 

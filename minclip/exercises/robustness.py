@@ -49,8 +49,8 @@ def check_effective_robustness(fn) -> None:
         want = effective_robustness(RobustnessLine(slope, intercept), id_acc, ood_acc)
         expect_close(torch.tensor(float(got)), torch.tensor(want),
                      f"effective robustness at id {id_acc:.3f}, ood {ood_acc:.3f}, line ({slope:.2f}, {intercept:.2f})",
-                     "predict the shifted accuracy with the line in logit space and map it back with the sigmoid, "
-                     "sigmoid(slope * logit(id_acc) + intercept); the answer is ood_acc minus that, in accuracy "
+                     "predict the shifted accuracy from the line, which lives in logit space, map it back to an "
+                     "accuracy with the sigmoid, and subtract it from ood_acc; in accuracy "
                      "units (not logits)")
     passed("effective_robustness", "matches minclip.robustness.effective_robustness")
 

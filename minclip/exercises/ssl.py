@@ -101,6 +101,8 @@ def check_patchify(fn) -> None:
         with torch.no_grad():
             want = vit.conv1(images).flatten(2).transpose(1, 2)  # (B, N, D): the ViT's patch tokens
             expect_close(torch.as_tensor(got) @ weight.T, want, f"patchify({S}x{S} images, P={P}) @ conv1's weight",
-                         "cut (B, C, H, W) into (B, C, H/P, P, W/P, P), move the axes to (B, H/P, W/P, P, P, C), "
-                         "then flatten to (B, N, P*P*C): patches row by row, pixels (row, column, channel)")
+                         hint("MAE's targets are the image's P×P patches, each flattened into one vector.",
+                              "Patches go row by row over the image; inside a patch, the pixels go row, then "
+                              "column, then channel (channels last, as MAE's reference code does).",
+                              "x.reshape(B, C, H/P, P, W/P, P).permute(0, 2, 4, 3, 5, 1).reshape(B, N, P*P*C)"))
     passed("patchify", "patchify + a linear layer = minclip's ViT patch embedding (conv1)")
