@@ -2,9 +2,12 @@
 
 Each check calls the student's function on hidden random cases and compares it with minclip's own implementation.
 It prints a short success line, or raises an ExerciseError (an AssertionError) that says what differed and what to
-look at. One module per notebook (loss.py for 02_contrastive_loss, ...); every `check_*` they define is exported here.
-`make student` replaces each solution with a stub; tests/test_exercises.py checks that every stub fails its check
-with a helpful message and every solution passes.
+look at: the usual mistakes by name ("only the image→text direction"), anything else with a hint that grows with
+each failed attempt (core.hint: the concept, then more, then the formula). Rules an exercise states are enforced by
+reading the student's function (core.forbid, core.uses_minclip). One module per notebook (loss.py for
+02_contrastive_loss, ...); every `check_*` they define is exported here. `make student` replaces each solution with
+a stub; tests/test_exercises.py checks that every stub fails its check with a helpful message, every solution passes,
+and each listed wrong answer fails with a message that names it.
 """
 import importlib
 import pkgutil
