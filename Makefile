@@ -22,7 +22,7 @@ demo: $(STAMP)
 # CPU-heavy process, torch's 2 threads wait for each other at every parallel region (a tiny training step took 3.4 s
 # instead of 0.5 s at 1 thread; on a quiet machine 0.16 s vs 0.21 s). tests/conftest.py sets its own thread count.
 test: $(STAMP)
-	$(PY) scripts/make_student.py
+	$(PY) scripts/make_student.py --no-wheel
 	$(PY) -m pytest tests/ -q
 	OMP_NUM_THREADS=1 $(PY) -m pytest --nbval notebooks/ -q --nbval-sanitize-with notebooks/sanitize.cfg -p no:cacheprovider
 

@@ -6,12 +6,12 @@ badge at the top of each copy opens the student copy, not the solution notebook.
 
 dist/handout/ is what a teacher gives out, self-contained: the student notebooks, the data they read that minclip
 does not render itself (report/results.json for notebook 10), a README, and a wheel of minclip, which holds the
-self-checks (minclip/exercises) and installs offline. No solution notebook goes in; tests/test_exercises.py checks
-that no solution line does either.
+self-checks (minclip/exercises) and installs without the repository. No solution notebook goes in;
+tests/test_exercises.py checks that no solution line does either.
 
     python scripts/make_student.py                     # badges open github.com/minclip/minclip's student copies
     python scripts/make_student.py --colab ORG/REPO/blob/main/notebooks   # your own published hand-out
-    python scripts/make_student.py --no-wheel          # skip the wheel (the tests do)
+    python scripts/make_student.py --no-wheel          # skip the wheel (`make test` does)
 """
 import argparse
 import re
@@ -88,9 +88,9 @@ def handout(out: Path, colab: str = COLAB, wheel: bool = True, root: Path = ROOT
     (out / "report").mkdir(parents=True)
     shutil.copy(root / "report" / "results.json", out / "report" / "results.json")
     (out / "README.md").write_text(HANDOUT_README)
-    if wheel:  # --no-build-isolation: setuptools from this environment, so it builds offline
-        subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
-                        "--disable-pip-version-check", "-w", str(out), str(root)], check=True)
+    if wheel:  # built as `pip install .` builds it (pip fetches setuptools for the build, as for any install)
+        subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--disable-pip-version-check",
+                        "-w", str(out), str(root)], check=True)
     shutil.make_archive(str(out), "zip", out.parent, out.name)
     return out
 
