@@ -136,8 +136,10 @@ def test_the_stated_rules_are_enforced():
         return Z.grad
     with pytest.raises(ExerciseError, match="uses backward.*without autograd"):
         check_clip_logits_grad(by_autograd)
-    with pytest.raises(ExerciseError, match="uses cat.*one chunk at a time"):
+    with pytest.raises(ExerciseError, match=r"joined the chunks \(cat took several.*one chunk at a time"):
         check_online_logsumexp(lambda chunks: torch.logsumexp(torch.cat(chunks), dim=0))
+    with pytest.raises(ExerciseError, match="joined the chunks"):
+        check_online_logsumexp(lambda chunks: torch.hstack(chunks).logsumexp(0))
 
 
 def test_no_first_case_where_two_mistakes_look_alike():
@@ -247,6 +249,13 @@ def test_correct_answers_written_differently_pass(capsys):
         return m + total.log()
     check_online_logsumexp(lse_by_max_shift)
 
+    def merge_by_cat(chunks):  # joins the running value with one chunk at a time: online, and allowed
+        running = torch.tensor(-math.inf)
+        for c in chunks:
+            running = torch.logsumexp(torch.cat([running[None], c]), dim=0)
+        return running
+    check_online_logsumexp(merge_by_cat)
+
     def crossover_with_numpy(shots, accs, zs):
         import numpy as np
         for i, a in enumerate(accs):
@@ -265,7 +274,7 @@ def test_correct_answers_written_differently_pass(capsys):
     check_clip_normalize(lambda images: (images.float() / 255 - torch.tensor(
         (0.48145466, 0.4578275, 0.40821073))[None, :, None, None]) / torch.tensor(
         (0.26862954, 0.26130258, 0.27577711))[None, :, None, None])
-    assert capsys.readouterr().out.count("✓") == 6
+    assert capsys.readouterr().out.count("✓") == 7
 
 
 def test_every_notebook_ends_with_its_questionnaire_and_the_key_answers_each_question():
