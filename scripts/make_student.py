@@ -89,6 +89,7 @@ def handout(out: Path, colab: str = COLAB, wheel: bool = True, root: Path = ROOT
     shutil.copy(root / "report" / "results.json", out / "report" / "results.json")
     (out / "README.md").write_text(HANDOUT_README)
     if wheel:  # built as `pip install .` builds it (pip fetches setuptools for the build, as for any install)
+        shutil.rmtree(root / "build", ignore_errors=True)  # setuptools' staging folder: no stale module gets in
         subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--disable-pip-version-check",
                         "-w", str(out), str(root)], check=True)
     shutil.make_archive(str(out), "zip", out.parent, out.name)

@@ -102,10 +102,10 @@ def test_nearest_neighbour_checks_explain_the_usual_mistakes():
 
 @pytest.fixture(autouse=True)
 def fresh_attempts():
-    from minclip.exercises.core import FAILURES
-    FAILURES.clear()
+    from minclip.exercises.core import _LAST_FAILED, FAILURES
+    FAILURES.clear(), _LAST_FAILED.clear()
     yield
-    FAILURES.clear()
+    FAILURES.clear(), _LAST_FAILED.clear()
 
 
 def _cell(notebook: str, check: str) -> str:
@@ -136,10 +136,73 @@ def test_the_stated_rules_are_enforced():
         return Z.grad
     with pytest.raises(ExerciseError, match="uses backward.*without autograd"):
         check_clip_logits_grad(by_autograd)
-    with pytest.raises(ExerciseError, match=r"joined the chunks \(cat took several.*one chunk at a time"):
+    with pytest.raises(ExerciseError, match=r"joined the chunks \(cat made a tensor larger.*one chunk at a time"):
         check_online_logsumexp(lambda chunks: torch.logsumexp(torch.cat(chunks), dim=0))
     with pytest.raises(ExerciseError, match="joined the chunks"):
         check_online_logsumexp(lambda chunks: torch.hstack(chunks).logsumexp(0))
+    for joined in (lambda chunks: torch.cat([c.view(-1) for c in chunks]).logsumexp(0),
+                   lambda chunks: torch.cat([c * 1 for c in chunks]).logsumexp(0),
+                   lambda chunks: torch.tensor(sum((c.tolist() for c in chunks), [])).logsumexp(0)):
+        with pytest.raises(ExerciseError, match="joined the chunks"):
+            check_online_logsumexp(joined)
+
+
+def test_the_rules_look_at_what_names_refer_to_not_at_the_names():
+    import functools
+    import torch.nn.functional as F
+    from minclip.exercises import check_clip_logits_grad, check_clip_loss
+    source = """
+import torch
+import torch.nn.functional as F
+import minclip
+from torch.autograd import grad as derivative
+from torch.func import jacrev
+
+def grad(Z):  # a helper that happens to be called grad: by hand, allowed
+    B = len(Z)
+    return (Z.softmax(1) + Z.softmax(0) - 2 * torch.eye(B, dtype=Z.dtype)) / (2 * B)
+
+def with_helper(Z):
+    return grad(Z)
+
+@torch.no_grad()
+def decorated(Z):
+    g = grad(Z)
+    return torch.stack([g[i] for i in range(len(g))])  # a local `g` read in a comprehension
+
+def L(Z):
+    labels = torch.arange(len(Z))
+    return (F.cross_entropy(Z, labels) + F.cross_entropy(Z.T, labels)) / 2
+
+def aliased(Z):
+    Z = torch.tensor(Z.tolist(), dtype=Z.dtype, requires_grad=True)
+    with torch.enable_grad():
+        return derivative(L(Z), Z)[0]
+
+def functional(Z):
+    return jacrev(L)(Z)
+
+def cheat_by_default(images, texts, s, loss=minclip.clip_loss):
+    return loss(images, texts, s)
+"""
+    scope = {"__name__": "__exercise__"}
+    exec(source, scope)
+    check_clip_logits_grad(scope["with_helper"])
+    check_clip_logits_grad(scope["decorated"])
+    for cheat in ("aliased", "functional"):
+        with pytest.raises(ExerciseError, match="without autograd"):
+            check_clip_logits_grad(scope[cheat])
+    with pytest.raises(ExerciseError, match="no minclip inside"):
+        check_clip_loss(scope["cheat_by_default"])
+
+    class ClipLoss(torch.nn.Module):  # an nn.Module is read through its forward
+        def forward(self, images, texts, s):
+            logits, labels = s * images @ texts.T, torch.arange(len(images))
+            return (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
+    check_clip_loss(ClipLoss())
+    check_clip_loss(functools.partial(ClipLoss().forward))
+    with pytest.raises(ExerciseError, match="pass a plain function"):
+        check_clip_loss(max)  # a builtin has no Python code to read
 
 
 def test_no_first_case_where_two_mistakes_look_alike():
@@ -162,6 +225,16 @@ def test_no_first_case_where_two_mistakes_look_alike():
         check_clip_logits_grad(lambda Z: (Z.softmax(1) + Z.softmax(0) - 2 * eye(Z)) / 2)
     with pytest.raises(ExerciseError, match="twice the gradient"):
         check_clip_logits_grad(lambda Z: (Z.softmax(1) + Z.softmax(0) - 2 * eye(Z)) / len(Z))
+    with pytest.raises(ExerciseError, match="only the column"):
+        check_clip_logits_grad(lambda Z: (Z.softmax(0) - eye(Z)) / len(Z))
+    with pytest.raises(ExerciseError, match="wrong sign"):
+        check_clip_logits_grad(lambda Z: -(Z.softmax(1) + Z.softmax(0) - 2 * eye(Z)) / (2 * len(Z)))
+
+    def divided_by_the_scale(images, texts, s):
+        logits, labels = images @ texts.T / s, torch.arange(len(images))
+        return (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
+    with pytest.raises(ExerciseError, match="divided the similarities by logit_scale"):
+        check_clip_loss(divided_by_the_scale)
 
 
 def test_the_first_crossing_counts():
@@ -193,6 +266,9 @@ def test_shape_mistakes_get_a_message_naming_the_shapes():
         return (logits.topk(k, dim=1).indices == labels[:, None]).any(dim=1).float()
     with pytest.raises(ExerciseError, match=r"tensor of shape \(20,\), not one number.*over dim=1"):
         check_topk_accuracy(hits_not_averaged)
+    with pytest.raises(ExerciseError, match="a percentage"):
+        check_topk_accuracy(lambda logits, labels, k: 100 * (logits.topk(k, dim=1).indices == labels[:, None])
+                            .any(dim=1).float().mean().item())
 
     def flat_mean(images):
         return (images.float() / 255 - torch.tensor((0.48145466, 0.4578275, 0.40821073))) / 0.27
@@ -217,15 +293,22 @@ def _defined(source: str, name: str):
 
 def test_hints_grow_with_each_failed_attempt():
     from minclip.exercises import check_online_logsumexp
-    wrong = lambda chunks: sum(c.sum() for c in chunks)  # noqa: E731
+
+    def stub(chunks):
+        raise NotImplementedError("exercise")
+    attempts = [lambda chunks: sum(c.sum() for c in chunks),  # three different wrong answers
+                lambda chunks: sum(c.max() for c in chunks),
+                lambda chunks: max(c.max() for c in chunks)]
     messages = []
-    for _ in range(3):
+    for fn in [stub, attempts[0], attempts[0], attempts[1], attempts[2]]:
         with pytest.raises(ExerciseError) as error:
-            check_online_logsumexp(wrong)
+            check_online_logsumexp(fn)
         messages.append(str(error.value))
-    assert "second failure says more" in messages[0] and "logaddexp" not in messages[0]
-    assert "third failure gives the formula" in messages[1] and len(messages[1]) > len(messages[0])
-    assert "The formula: r = −inf" in messages[2]
+    assert "not implemented yet" in messages[0]  # the stub is not an attempt: the first real one gets hint 1
+    assert "second failure says more" in messages[1] and "logaddexp" not in messages[1]
+    assert messages[2] == messages[1]  # the same code run again is not a new attempt
+    assert "third failure gives the formula" in messages[3] and len(messages[3]) > len(messages[1])
+    assert "The formula: r = −inf" in messages[4]
 
 
 def test_correct_answers_written_differently_pass(capsys):

@@ -7,6 +7,7 @@ import math
 
 import torch
 import torch.nn.functional as F
+from torch.overrides import TorchFunctionMode
 
 from ..loss import clip_loss
 from .core import ExerciseError, call, exercise, expect_close, forbid, hint, passed, uses_minclip
@@ -47,6 +48,9 @@ def check_clip_loss(fn) -> None:
             raise ExerciseError("clip_loss added the two directions: CLIP averages them (divide by 2)")
         if torch.allclose(got, want * B, atol=1e-6):
             raise ExerciseError(f"clip_loss is B = {B} times too large: take the mean over the B pairs, not the sum")
+        if s != 1.0 and torch.allclose(got, clip_loss(images, texts, 1 / s), atol=1e-6):
+            raise ExerciseError(f"clip_loss divided the similarities by logit_scale = {s}: it is the inverse "
+                                f"temperature, 1/τ, so the logits are logit_scale times the cosines")
         expect_close(got, want, f"clip_loss with B={B}, logit_scale={s}",
                      hint("image i's true caption is text i, so each row of the similarity matrix is a B-way "
                           "classification with the answer on the diagonal, and so is each column.",
@@ -62,16 +66,17 @@ def _loss_of_logits(logits: torch.Tensor) -> torch.Tensor:
     return (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
 
 
-AUTOGRAD = {"backward", "autograd", "grad", "enable_grad", "requires_grad_", "requires_grad", "set_grad_enabled",
-            "func", "functorch", "vjp", "jacrev", "jacobian"}
+AUTOGRAD = {"backward", "grad", "autograd", "enable_grad", "set_grad_enabled", "requires_grad_", "requires_grad",
+            "func", "functorch", "vjp", "jvp", "jacrev", "jacfwd", "jacobian", "hessian"}  # as attributes or keywords
 
 
 @exercise
 def check_clip_logits_grad(fn) -> None:
     """fn(logits (B, B)) -> (B, B): ∂L/∂Z of L(Z) = (CE(Z, arange) + CE(Zᵀ, arange)) / 2, by hand (the rule: no
     autograd)."""
-    forbid(fn, AUTOGRAD, "clip_logits_grad", "the exercise is the gradient by hand, from the softmax, without "
-                                               "autograd (the check compares yours with autograd's)")
+    forbid(fn, "clip_logits_grad", "the exercise is the gradient by hand, from the softmax, without autograd (the "
+           "check compares yours with autograd's)", AUTOGRAD, ("torch.autograd", "torch.func", "torch._functorch",
+                                                              "functorch"))
     for seed, B in enumerate([4, 7, 2]):  # not B = 2 first: there "forgot 1/B" and "forgot the 1/2" look the same
         g = torch.Generator().manual_seed(seed)
         logits = (5 * torch.randn(B, B, generator=g, dtype=torch.float64)).requires_grad_()
@@ -92,6 +97,13 @@ def check_clip_logits_grad(fn) -> None:
             if torch.allclose(got, rows_only, atol=1e-8) or torch.allclose(got, rows_only / 2, atol=1e-8):
                 raise ExerciseError("clip_logits_grad holds only the row (image→text) part: Z enters the column "
                                     "direction too, through the softmax of each column")
+            columns_only = (Z.softmax(dim=0) - eye) / B
+            if torch.allclose(got, columns_only, atol=1e-8) or torch.allclose(got, columns_only / 2, atol=1e-8):
+                raise ExerciseError("clip_logits_grad holds only the column (text→image) part: Z enters the row "
+                                    "direction too, through the softmax of each row")
+            if torch.allclose(got, -want, atol=1e-8):
+                raise ExerciseError("clip_logits_grad has the wrong sign: the loss falls when the correct logit rises, "
+                                    "so the gradient is negative on the diagonal (probability − 1)")
         expect_close(got, want, f"clip_logits_grad for B={B}",
                      hint("the gradient of a cross-entropy with respect to its logits is the predicted "
                           "probabilities minus the one-hot target.",
@@ -123,38 +135,38 @@ def check_aligned_loss(fn) -> None:
     passed("aligned_loss", "your formula predicts clip_loss for every B and temperature")
 
 
-class _Chunk(torch.Tensor):
-    """A chunk of the row that remembers being one: every torch operation that takes two or more chunks at once is
-    recorded in `joined`, so the check can tell merging one chunk at a time from joining them."""
-    joined: list = []
+class _SizeWatch(TorchFunctionMode):
+    """Watches every torch operation run inside it, and records those that make a tensor larger than `limit`
+    elements: merging one chunk at a time (with a running value) never needs one, joining the chunks does."""
 
-    @classmethod
-    def __torch_function__(cls, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
-        flat = list(args) + list(kwargs.values())
-        flat += [x for a in flat if isinstance(a, (list, tuple)) for x in a]
-        if len({id(x) for x in flat if isinstance(x, _Chunk)}) > 1:
-            cls.joined.append(getattr(func, "__name__", str(func)))
-        with torch._C.DisableTorchFunctionSubclass():  # compute as plain tensors, return plain tensors
-            return func(*args, **kwargs)
+    def __init__(self, limit: int):
+        super().__init__()
+        self.limit, self.big = limit, []
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for o in out if isinstance(out, (tuple, list)) else [out]:
+            if isinstance(o, torch.Tensor) and o.numel() > self.limit:
+                self.big.append(getattr(func, "__name__", str(func)))
+        return out
 
 
 @exercise
 def check_online_logsumexp(fn) -> None:
     """fn(chunks: list of 1-d tensors) -> scalar: log Σ exp over all their entries, merging one chunk at a time (the
-    rule: no operation sees two chunks at once) and safe for large values (a naive exp overflows past ~88 in
-    float32)."""
+    rule: no tensor larger than one chunk and the running value) and safe for large values (a naive exp overflows
+    past ~88 in float32)."""
     for seed, (sizes, scale) in enumerate([([3, 4, 1], 1.0), ([5], 10.0), ([2, 2, 2, 2], 100.0), ([1, 6], 500.0)]):
         g = torch.Generator().manual_seed(seed)
         chunks = [scale * torch.randn(n, generator=g) for n in sizes]
         want = torch.logsumexp(torch.cat(chunks), dim=0)
-        _Chunk.joined = []
-        got = call(fn, [c.clone().as_subclass(_Chunk) for c in chunks], name="online_logsumexp")
-        if _Chunk.joined:
-            raise ExerciseError(f"online_logsumexp joined the chunks ({_Chunk.joined[0]} took several of them at "
-                                f"once): the tiled loss never holds a whole row, so merge one chunk at a time into "
-                                f"a running value")
-        got = torch.as_tensor(got, dtype=torch.float32).as_subclass(torch.Tensor)
+        with _SizeWatch(limit=max(sizes) + 1) as watch:  # one chunk, plus the running value
+            got = call(fn, [c.clone() for c in chunks], name="online_logsumexp")
+        if watch.big:
+            raise ExerciseError(f"online_logsumexp joined the chunks ({watch.big[0]} made a tensor larger than one "
+                                f"chunk and the running value): the tiled loss never holds a whole row, so merge one "
+                                f"chunk at a time into a running value")
+        got = torch.as_tensor(got, dtype=torch.float32)
         if got.numel() == 1 and not torch.isfinite(got).all():
             raise ExerciseError(f"online_logsumexp overflowed to {got.item()} for values up to "
                                 f"{max(c.abs().max().item() for c in chunks):.0f}: exp of a large number is inf in "

@@ -109,6 +109,8 @@ def check_topk_accuracy(fn) -> None:
             raise ExerciseError(f"topk_accuracy should return one number, got {type(got).__name__}") from None
         if abs(got - want * B) < 1e-6 and B > 1 and want > 0:
             raise ExerciseError("topk_accuracy returned a count of hits; divide by the number of images")
+        if abs(got - 100 * want) < 1e-4 and want > 0:
+            raise ExerciseError("topk_accuracy returned a percentage; return the fraction of hits, in [0, 1]")
         wrong = _topk_over_images(logits, labels, k)
         if wrong is not None and abs(got - wrong) < 1e-6 < abs(got - want):
             raise ExerciseError(f"topk_accuracy with k={k}: this is the top k over dim=0, the images of each class; "
